@@ -1,0 +1,5 @@
+import sys
+
+from haechi.host.cli import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""Rendering a :class:`~haechi.trust.verify.Verdict` as text, JSON or SARIF 2.1.0.
+
+The JSON form is a stable contract for CI (``docs/reference/verdict.md``); SARIF lets code-
+scanning dashboards show a refusal next to the bundle. Example::
+
+    >>> from haechi.trust.verify import Reason, Verdict
+    >>> print(to_text(Verdict(False, Reason.EXPIRED, "expired at 2026-01-01T00:00:00Z")))
+    ... # doctest: +ELLIPSIS
+    REFUSED  expired: expired at 2026-01-01T00:00:00Z
+    ...
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .verify import CHECK_NAMES, Reason, Verdict
+
+__all__ = ["VERDICT_SCHEMA", "to_json", "to_json_dict", "to_sarif", "to_text"]
+
+VERDICT_SCHEMA = "haechi.verdict.v1"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+TOOL_URI = "https://github.com/haechi-dev/haechi"
+
+
+def to_json_dict(verdict: Verdict) -> dict[str, Any]:
+    plugin = verdict.plugin
+    return {
+        "schema": VERDICT_SCHEMA,
+        "accepted": verdict.accepted,
+        "reason": verdict.reason.value,
+        "message": verdict.message,
+        "hint": verdict.reason.hint,
+        "exitCode": verdict.exit_code,
+        "plugin": None
+        if plugin is None
+        else {
+            "id": plugin.id,
+            "version": plugin.version,
+            "kind": plugin.kind,
+            "digest": plugin.digest,
+        },
+        "signers": list(verdict.signers),
+        "checks": [{"name": c.name, "ok": c.ok} for c in verdict.checks],
+    }
+
+
+def to_json(verdict: Verdict) -> str:
+    return json.dumps(to_json_dict(verdict), indent=2)
+
+
+def to_text(verdict: Verdict) -> str:
+    if verdict.accepted:
+        lines = [f"ACCEPTED {verdict.message}"]
+    else:
+        lines = [f"REFUSED  {verdict.reason.value}: {verdict.message}"]
+    if verdict.plugin:
+        p = verdict.plugin
+        lines.append(f"  plugin   {p.id} {p.version} ({p.kind})")
+        lines.append(f"  digest   {p.digest}")
+    if verdict.signers:
+        lines.append(f"  signers  {', '.join(verdict.signers)}")
+    if verdict.checks:
+        marks = " ".join(("ok " if c.ok else "FAILED ") + c.name for c in verdict.checks)
+        lines.append(f"  checks   {marks}")
+    if not verdict.accepted:
+        lines.append(f"  what to do: {verdict.reason.hint}")
+    return "\n".join(lines)
+
+
+def to_sarif(verdict: Verdict, *, tool_version: str, artifact: str) -> str:
+    rules = [
+        {
+            "id": reason.value,
+            "name": reason.name.title().replace("_", ""),
+            "shortDescription": {"text": reason.value.replace("-", " ")},
+            "help": {"text": reason.hint},
+        }
+        for reason in Reason
+    ]
+    result = {
+        "ruleId": verdict.reason.value,
+        "ruleIndex": list(Reason).index(verdict.reason),
+        "level": "note" if verdict.accepted else "error",
+        "kind": "pass" if verdict.accepted else "fail",
+        "message": {"text": f"{verdict.message}. {verdict.reason.hint}."},
+        "locations": [
+            {"physicalLocation": {"artifactLocation": {"uri": artifact}}},
+        ],
+        "properties": to_json_dict(verdict),
+    }
+    document = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "haechi",
+                        "version": tool_version,
+                        "informationUri": TOOL_URI,
+                        "rules": rules,
+                    }
+                },
+                "results": [result],
+                "properties": {"checks": list(CHECK_NAMES)},
+            }
+        ],
+    }
+    return json.dumps(document, indent=2)

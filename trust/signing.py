@@ -1,0 +1,99 @@
+"""Producing signatures: a bundle's ``plugin.sig`` and a key pair on disk.
+
+Example::
+
+    >>> key = SigningKey.generate()                       # doctest: +SKIP
+    >>> write_keypair(Path("keys"), "alice", key)         # keys/alice.key, keys/alice.pub
+    >>> sign_bundle("hello-filter", key, valid_days=90)   # hello-filter/plugin.sig
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ._internal.encoding import DecodeError, strict_json_loads
+from ._internal.files import write_file
+from .bundle import SIGNATURE_FILE, Statement, read_bundle
+from .envelope import PLUGIN_PAYLOAD_TYPE, Envelope
+from .errors import EnvelopeError, KeyFileError
+from .keys import SigningKey
+
+__all__ = [
+    "DEFAULT_VALID_DAYS",
+    "MAX_VALID_DAYS",
+    "countersign_bundle",
+    "sign_bundle",
+    "write_keypair",
+]
+
+DEFAULT_VALID_DAYS = 365
+MAX_VALID_DAYS = 3650
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def write_keypair(directory: Path, name: str, key: SigningKey, *, force: bool = False) -> None:
+    """Write ``NAME.key`` (0600) and ``NAME.pub``; both or neither."""
+    if not _KEY_NAME.fullmatch(name):
+        raise KeyFileError(
+            f"key name {name!r}: use letters, digits, '.', '_', '-' (no path separators)"
+        )
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private, public = directory / f"{name}.key", directory / f"{name}.pub"
+    for path in (private, public):
+        if path.is_symlink():
+            raise KeyFileError(f"{path} is a symlink; refusing to write a key through it")
+        if path.exists() and not force:
+            raise KeyFileError(f"{path} already exists; pass --force to replace it")
+    try:
+        write_file(private, key.to_pem().encode("ascii"), mode=0o600, overwrite=force)
+        write_file(public, key.anchor().to_toml().encode("ascii"), mode=0o644, overwrite=force)
+    except FileExistsError as exc:
+        raise KeyFileError(
+            f"{exc.filename or exc}: already exists; pass --force to replace it"
+        ) from None
+
+
+def sign_bundle(
+    directory: str | os.PathLike[str],
+    key: SigningKey,
+    *,
+    valid_days: int = DEFAULT_VALID_DAYS,
+    now: datetime | None = None,
+) -> Envelope:
+    """Sign the bundle as it is now and write ``plugin.sig`` (replacing any earlier one)."""
+    if not 1 <= valid_days <= MAX_VALID_DAYS:
+        raise ValueError(f"valid days must be between 1 and {MAX_VALID_DAYS}")
+    bundle = read_bundle(directory)
+    start = (now or datetime.now(UTC)).replace(microsecond=0)
+    statement = Statement.for_bundle(bundle, start, start + timedelta(days=valid_days))
+    envelope = Envelope(PLUGIN_PAYLOAD_TYPE, statement.to_payload(), ()).add_signature(key)
+    write_file(Path(directory) / SIGNATURE_FILE, envelope.to_json(), mode=0o644, overwrite=True)
+    return envelope
+
+
+def countersign_bundle(directory: str | os.PathLike[str], key: SigningKey) -> Envelope:
+    """Add ``key``'s signature to the existing envelope, if the bundle still matches it."""
+    bundle = read_bundle(directory)
+    if bundle.signature is None:
+        raise EnvelopeError(
+            f"{directory}: has no {SIGNATURE_FILE} to countersign; sign it first without "
+            "--countersign"
+        )
+    envelope = Envelope.from_json(bundle.signature, PLUGIN_PAYLOAD_TYPE)
+    try:
+        statement = Statement.from_payload(
+            strict_json_loads(envelope.payload, allow_final_newline=False)
+        )
+    except DecodeError as exc:
+        raise EnvelopeError(f"statement: {exc}") from None
+    if dict(statement.files) != bundle.digests or statement.manifest != bundle.manifest:
+        raise EnvelopeError(
+            f"{directory}: the files no longer match what was signed; refusing to countersign "
+            "(verify it, and ask the author to sign the current version)"
+        )
+    signed = envelope.add_signature(key)
+    write_file(Path(directory) / SIGNATURE_FILE, signed.to_json(), mode=0o644, overwrite=True)
+    return signed
