@@ -62,8 +62,12 @@ def to_text(verdict: Verdict) -> str:
     if verdict.signers:
         lines.append(f"  signers  {', '.join(verdict.signers)}")
     if verdict.checks:
-        marks = " ".join(("ok " if c.ok else "FAILED ") + c.name for c in verdict.checks)
-        lines.append(f"  checks   {marks}")
+        passed = sum(c.ok for c in verdict.checks)
+        failed = [c.name for c in verdict.checks if not c.ok]
+        summary = f"{passed} of {len(CHECK_NAMES)} passed"
+        lines.append(
+            f"  checks   {summary}, failed: {failed[0]}" if failed else f"  checks   {summary}"
+        )
     if not verdict.accepted:
         lines.append(f"  what to do: {verdict.reason.hint}")
     return "\n".join(lines)
