@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from haechi.trust._internal.encoding import DecodeError, parse_time
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "Parser", "UsageError", "Once", "parse_now"]
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "Once", "Parser", "UsageError", "parse_now"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

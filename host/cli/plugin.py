@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
 from haechi.host import __version__
 from haechi.trust import (
     BundleError,
@@ -25,6 +23,7 @@ from haechi.trust import (
 )
 from haechi.trust.render import VERDICT_SCHEMA, to_json, to_sarif, to_text
 from haechi.trust.signing import DEFAULT_VALID_DAYS, MAX_VALID_DAYS, write_keypair
+from packaging.version import InvalidVersion, Version
 
 from ._args import EXIT_FAILURE, EXIT_USAGE, Once, Parser, UsageError, parse_now
 

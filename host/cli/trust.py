@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-
 from haechi.trust import KeyFileError, SigningKey, TrustStateError, load_anchor
 from haechi.trust._internal.encoding import format_time
 from haechi.trust._internal.files import write_file
