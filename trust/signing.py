@@ -31,6 +31,9 @@ __all__ = [
 
 DEFAULT_VALID_DAYS = 365
 MAX_VALID_DAYS = 3650
+# notBefore is set this far in the past so that a verifier whose clock runs a little behind
+# the signer's (a CI runner, a laptop) does not refuse a bundle signed a moment ago.
+CLOCK_SKEW = timedelta(minutes=5)
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -68,7 +71,7 @@ def sign_bundle(
         raise ValueError(f"valid days must be between 1 and {MAX_VALID_DAYS}")
     bundle = read_bundle(directory)
     start = (now or datetime.now(UTC)).replace(microsecond=0)
-    statement = Statement.for_bundle(bundle, start, start + timedelta(days=valid_days))
+    statement = Statement.for_bundle(bundle, start - CLOCK_SKEW, start + timedelta(days=valid_days))
     envelope = Envelope(PLUGIN_PAYLOAD_TYPE, statement.to_payload(), ()).add_signature(key)
     write_file(Path(directory) / SIGNATURE_FILE, envelope.to_json(), mode=0o644, overwrite=True)
     return envelope
