@@ -17,10 +17,11 @@ For each bundle two candidates are timed:
 The baseline is the irreducible crypto work for the same bundle: one Ed25519 verify of the real
 64-byte signature over the real signed message (the envelope payload plus its ~50-byte DSSE
 header), with a VerifyKey built once, plus one ``hashlib.sha256`` over each bundle file's bytes.
-Every repeat times a candidate, then the baseline right after it (A B A B ...), so drift on a
+Within every repeat the candidate and the baseline alternate in short slices (A B A B ...,
+``--slice`` seconds each) until each has run ``--seconds``, so drift or a neighbour's burst on a
 noisy machine hits both; the ratio (candidate cost / baseline cost) is taken per repeat and
-reported as median and min-max. Every candidate call checks that the verdict is accepted, so a
-refusal can never be timed by mistake.
+reported as median and min-max over repeats. Every candidate call checks that the verdict is
+accepted, so a refusal can never be timed by mistake.
 
 Run ``python bench/verify.py --help`` for the options; results live in bench/results/verify.md.
 Standard library and haechi's own dependencies only.
@@ -198,9 +199,8 @@ def calibrate(fn: Callable[[], None]) -> int:
     return max(1, round(calls * BATCH_SECONDS / elapsed))
 
 
-def ops_per_second(fn: Callable[[], None], batch: int, seconds: float) -> float:
-    """Call ``fn`` in batches for at least ``seconds``; return calls per second."""
-    gc.collect()
+def timed_slice(fn: Callable[[], None], batch: int, seconds: float) -> tuple[int, float]:
+    """Call ``fn`` in batches for at least ``seconds``; return (calls, elapsed seconds)."""
     calls = 0
     start = time.perf_counter()
     while True:
@@ -209,14 +209,38 @@ def ops_per_second(fn: Callable[[], None], batch: int, seconds: float) -> float:
         calls += batch
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
-            return calls / elapsed
+            return calls, elapsed
+
+
+def paired_rates(
+    candidate: tuple[Callable[[], None], int],
+    baseline: tuple[Callable[[], None], int],
+    seconds: float,
+    slice_seconds: float,
+) -> tuple[float, float]:
+    """Alternate candidate and baseline slices (A B A B ...) until each has run ``seconds``.
+
+    Returns (candidate calls/s, baseline calls/s). Short alternating slices mean a burst of
+    load from a neighbour lands on both sides of the ratio, not on one whole measurement.
+    """
+    gc.collect()
+    calls = [0, 0]
+    elapsed = [0.0, 0.0]
+    while min(elapsed) < seconds:
+        for side, (fn, batch) in enumerate((candidate, baseline)):
+            n, t = timed_slice(fn, batch, min(slice_seconds, seconds))
+            calls[side] += n
+            elapsed[side] += t
+    return calls[0] / elapsed[0], calls[1] / elapsed[1]
 
 
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def run(cases: list[Case], seconds: float, repeat: int) -> list[dict[str, Any]]:
+def run(
+    cases: list[Case], seconds: float, repeat: int, slice_seconds: float
+) -> list[dict[str, Any]]:
     batches: dict[tuple[str, str], int] = {}
     for case in cases:
         batches[case.label, "baseline"] = calibrate(case.baseline)
@@ -230,12 +254,14 @@ def run(cases: list[Case], seconds: float, repeat: int) -> list[dict[str, Any]]:
         for case in cases:
             for name in CANDIDATES:
                 candidate, baseline = samples[case.label, name]
-                candidate.append(
-                    ops_per_second(case.candidates[name], batches[case.label, name], seconds)
+                rates = paired_rates(
+                    (case.candidates[name], batches[case.label, name]),
+                    (case.baseline, batches[case.label, "baseline"]),
+                    seconds,
+                    slice_seconds,
                 )
-                baseline.append(
-                    ops_per_second(case.baseline, batches[case.label, "baseline"], seconds)
-                )
+                candidate.append(rates[0])
+                baseline.append(rates[1])
                 print(
                     f"repeat {r + 1}/{repeat} {case.label:>7} {name:<9} "
                     f"{candidate[-1]:9.0f}/s  baseline {baseline[-1]:9.0f}/s",
@@ -272,9 +298,19 @@ def machine() -> dict[str, Any]:
         nproc = len(os.sched_getaffinity(0))
     except AttributeError:
         nproc = os.cpu_count() or 0
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), ""
+            )
+    except OSError:
+        pass
     return {
         "nproc": nproc,
         "machine": platform.machine(),
+        "cpu": cpu,
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
         "pynacl": nacl.__version__,
@@ -331,7 +367,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--seconds",
         type=float,
         default=0.5,
-        help="duration of each measurement, in seconds (default: %(default)s)",
+        help=("seconds each of candidate and baseline runs per measurement (default: %(default)s)"),
+    )
+    parser.add_argument(
+        "--slice",
+        type=float,
+        default=0.1,
+        dest="slice_seconds",
+        metavar="SECONDS",
+        help=(
+            "candidate and baseline alternate in slices of this many seconds within each "
+            "measurement (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--repeat",
@@ -354,8 +401,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--top", type=int, default=20, help="rows to print with --profile (default: %(default)s)"
     )
     args = parser.parse_args(argv)
-    if args.seconds <= 0:
-        parser.error("--seconds must be positive")
+    if args.seconds <= 0 or args.slice_seconds <= 0:
+        parser.error("--seconds and --slice must be positive")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.profile is not None:
@@ -385,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             case = next(c for c in cases if c.label == label)
             print(profile(case, candidate, args.seconds, args.top))
             return 0
-        results = run(cases, args.seconds, args.repeat)
+        results = run(cases, args.seconds, args.repeat, args.slice_seconds)
 
     report = {
         "benchmark": "bench/verify.py",
@@ -393,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "bench/verify.py", *argv]),
         "seconds": args.seconds,
         "repeat": args.repeat,
+        "slice_seconds": args.slice_seconds,
         "host_version": HOST_VERSION,
         "machine": machine(),
         "results": results,
@@ -404,14 +452,15 @@ def main(argv: list[str] | None = None) -> int:
         info = report["machine"]
         print(
             f"{report['date']}  {info['machine']}, nproc {info['nproc']}, {info['python']}, "
-            f"pynacl {info['pynacl']}; {args.repeat} repeats of {args.seconds} s each"
+            f"pynacl {info['pynacl']}; {args.repeat} repeats of {args.seconds} s per side, "
+            f"alternating in {args.slice_seconds} s slices"
         )
         print()
         print(table(results))
         print()
         print("Cells: median (min–max) over repeats. Ratio = baseline ops/s ÷ candidate ops/s,")
-        print("taken per repeat from adjacent measurements (how many times the bare crypto")
-        print("work one verification costs).")
+        print("taken per repeat from interleaved slices: how many times the bare crypto work")
+        print("(one Ed25519 verify + sha256 of each file) one verification costs.")
     return 0
 
 

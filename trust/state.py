@@ -53,6 +53,7 @@ __all__ = [
     "StateCode",
     "TrustState",
     "check_update",
+    "is_signed_state",
     "load_trust",
     "read_state",
     "read_state_envelope",
@@ -381,7 +382,7 @@ def read_state(path: Path) -> TrustState:
             f"{path}: this is a private key, not a trust anchor or state; pass the matching "
             ".pub file and keep the .key file secret"
         )
-    if data.lstrip()[:1] != b"{":
+    if not _is_json(data):
         try:
             doc = tomllib.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -394,6 +395,21 @@ def read_state(path: Path) -> TrustState:
     if isinstance(doc, dict) and "payloadType" in doc:
         return _read_signed(data, path)
     return TrustState.from_document(doc, str(path))
+
+
+def _is_json(data: bytes) -> bool:
+    return data.lstrip()[:1] == b"{"
+
+
+def is_signed_state(data: bytes) -> bool:
+    """True for a signed envelope, False for a TOML or JSON draft."""
+    if not _is_json(data):
+        return False
+    try:
+        doc = strict_json_loads(data)
+    except DecodeError:
+        return False
+    return isinstance(doc, dict) and "payloadType" in doc
 
 
 def _read_signed(data: bytes, path: Path) -> TrustState:
@@ -423,10 +439,14 @@ def read_state_envelope(data: bytes, path: Path) -> Envelope:
         raise _fail(f"{path}: {exc}") from None
 
 
-def sign_state(path: Path, key: SigningKey) -> Envelope:
-    """Sign a draft (TOML/JSON) or add a signature to an already signed state."""
+def sign_state(path: Path, key: SigningKey, previous: TrustState | None = None) -> Envelope:
+    """Sign a draft (TOML/JSON) or add a signature to an already signed state.
+
+    ``key`` must be one of the state's roots, or, when rotating roots, one of ``previous``'s
+    (an update needs a threshold of both, see :func:`check_update`).
+    """
     data = path.read_bytes()
-    if data.lstrip()[:1] == b"{" and b'"payloadType"' in data:
+    if is_signed_state(data):
         envelope = read_state_envelope(data, path)
         try:
             doc = strict_json_loads(envelope.payload, allow_final_newline=False)
@@ -438,9 +458,14 @@ def sign_state(path: Path, key: SigningKey) -> Envelope:
         envelope = Envelope(TRUST_PAYLOAD_TYPE, canonical_json(state.to_document()), ())
     if state.roots is None:
         raise _fail(f"{path}: declare [roots] (the keys that sign this state) before signing")
-    if key.keyid not in {a.keyid for a in state.roots.anchors}:
+    allowed = {a.keyid for a in state.roots.anchors}
+    if previous is not None and previous.roots is not None:
+        allowed |= {a.keyid for a in previous.roots.anchors}
+    if key.keyid not in allowed:
         raise _fail(
-            f"key {key.keyid} is not among roots.keys of {path}; its signature would not count"
+            f"key {key.keyid} is not among roots.keys of {path}"
+            + (" or of the previous state" if previous is not None else "")
+            + "; its signature would not count (rotating roots? pass --previous OLD)"
         )
     try:
         return envelope.add_signature(key)

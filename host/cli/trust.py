@@ -16,6 +16,7 @@ from haechi.trust._internal.files import write_file
 from haechi.trust.state import (
     TrustState,
     check_update,
+    is_signed_state,
     load_trust,
     read_state,
     read_state_envelope,
@@ -34,7 +35,8 @@ revocations, version floors, pins and the capability allowlist, then sign it wit
 SIGN_HELP = """\
 Sign a trust state with one root key. Signing a TOML draft writes a signed envelope (by
 default next to it, as NAME.signed.json); signing an envelope adds one more signature
-in place, so k root holders can each run this once (k-of-n)."""
+in place, so k root holders can each run this once (k-of-n). When the new state changes
+the roots, the old roots must sign it too: pass --previous OLD to allow their keys."""
 
 SHOW_HELP = """\
 Check a trust-state file as `plugin verify` would load it (signatures, expiry) and print
@@ -101,6 +103,13 @@ def register(groups: Any) -> None:
     sign.add_argument("--key", required=True, type=Path, action=Once, help="a root private key")
     sign.add_argument(
         "--out", type=Path, action=Once, metavar="OUT", help="where to write the signed state"
+    )
+    sign.add_argument(
+        "--previous",
+        type=Path,
+        action=Once,
+        metavar="OLD",
+        help="the state being replaced: its root keys may sign too (root rotation)",
     )
     sign.set_defaults(handler=_sign)
 
@@ -169,14 +178,15 @@ def _sign(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         raise UsageError(f"--key: {exc}") from None
     try:
-        envelope = sign_state(args.file, key)
+        previous = read_state(args.previous) if args.previous else None
+        envelope = sign_state(args.file, key, previous)
     except TrustStateError as exc:
         print(f"haechi: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as exc:
         raise UsageError(f"{args.file}: {exc.strerror}") from None
-    is_envelope = args.file.read_bytes().lstrip()[:1] == b"{" and len(envelope.signatures) > 1
-    out = args.out or (args.file if is_envelope else args.file.with_suffix(".signed.json"))
+    in_place = is_signed_state(args.file.read_bytes())
+    out = args.out or (args.file if in_place else args.file.with_suffix(".signed.json"))
     write_file(out, envelope.to_json(), mode=0o644, overwrite=True)
     print(f"wrote {out} ({len(envelope.signatures)} root signature(s), last by {key.keyid})")
     return 0
