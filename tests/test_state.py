@@ -181,10 +181,8 @@ def test_bad_state_names_the_field(cli, tmp_path, signed, author, sections, fiel
 def test_conflicting_pins_json(cli, tmp_path, signed, author) -> None:
     state = tmp_path / "t.json"
     doc = {"version": 1, "expires": "2099-01-01T00:00:00Z", "anchors": [anchor_table(author)]}
-    text = json.dumps(doc)[:-1] + ', "pins": {"test-plugin": "%s", "test-plugin": "%s"}}' % (
-        "ab" * 32,
-        "cd" * 32,
-    )
+    pins = f'"pins": {{"test-plugin": "{"ab" * 32}", "test-plugin": "{"cd" * 32}"}}'
+    text = json.dumps(doc)[:-1] + ", " + pins + "}"
     state.write_text(text)
     result = cli("plugin", "verify", signed, "--trust", state, *ALLOW, "--format", "json")
     assert (result.code, result.json["reason"]) == (2, "trust-state-invalid")
