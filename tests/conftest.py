@@ -61,6 +61,11 @@ def write_bundle(
     return directory
 
 
+def dump_envelope(document: dict[str, Any]) -> str:
+    """Serialise an envelope document the way haechi writes it (its canonical form)."""
+    return json.dumps(document, indent=2) + "\n"
+
+
 @dataclass
 class Result:
     code: int

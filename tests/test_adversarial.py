@@ -24,7 +24,15 @@ from haechi.trust._internal.encoding import b64encode, canonical_json
 from haechi.trust.envelope import pae
 from haechi.trust.keys import SigningKey
 
-from .conftest import ALLOW, KeyPair, anchor_table, manifest_text, write_bundle, write_state
+from .conftest import (
+    ALLOW,
+    KeyPair,
+    anchor_table,
+    dump_envelope,
+    manifest_text,
+    write_bundle,
+    write_state,
+)
 
 
 def check(bundle: Path, state: TrustState, host_version: str = "0.1.0") -> Reason:
@@ -47,7 +55,7 @@ def write_envelope(bundle: Path, payload: bytes, signatures: list[tuple[str, byt
         "payload": b64encode(payload),
         "signatures": [{"keyid": k, "sig": b64encode(s)} for k, s in signatures],
     }
-    (bundle / "plugin.sig").write_text(json.dumps(document))
+    (bundle / "plugin.sig").write_text(dump_envelope(document))
 
 
 def statement_dict(bundle: Path) -> dict:
@@ -227,7 +235,7 @@ def test_unknown_signer_is_decided_before_crypto(signed: Path, make_key) -> None
     """A garbage signature from an unknown key must not reach Ed25519 (step 3 before 5)."""
     envelope = json.loads((signed / "plugin.sig").read_text())
     envelope["signatures"][0]["sig"] = b64encode(b"\x00" * 64)
-    (signed / "plugin.sig").write_text(json.dumps(envelope))
+    (signed / "plugin.sig").write_text(dump_envelope(envelope))
     assert check(signed, trust(make_key("stranger"))) is Reason.UNKNOWN_SIGNER
 
 
@@ -259,7 +267,7 @@ def test_domain_separation_raw_payload(signed: Path, author: KeyPair) -> None:
 def test_envelope_with_other_payload_type(signed: Path, author: KeyPair) -> None:
     envelope = json.loads((signed / "plugin.sig").read_text())
     envelope["payloadType"] = TRUST_PAYLOAD_TYPE
-    (signed / "plugin.sig").write_text(json.dumps(envelope))
+    (signed / "plugin.sig").write_text(dump_envelope(envelope))
     assert check(signed, trust(author)) is Reason.ENVELOPE_INVALID
 
 
@@ -376,7 +384,7 @@ def _urlsafe(text: str) -> str:
 def mutate_envelope(bundle: Path, change) -> None:
     envelope = json.loads((bundle / "plugin.sig").read_text())
     change(envelope)
-    (bundle / "plugin.sig").write_text(json.dumps(envelope))
+    (bundle / "plugin.sig").write_text(dump_envelope(envelope))
 
 
 @pytest.mark.parametrize(
@@ -530,3 +538,12 @@ def test_verdict_carries_the_verified_bytes(signed, author) -> None:
     assert verdict.bundle.files["plugin.py"] == (signed / "plugin.py").read_bytes()
     refused = verify_directory(signed, trust(), host_version="0.1.0", now=now())
     assert refused.bundle is None
+
+
+def test_reformatted_envelope_is_refused(signed: Path, author: KeyPair) -> None:
+    """Same JSON content, other whitespace: a second spelling of plugin.sig is refused."""
+    path = signed / "plugin.sig"
+    path.write_text(json.dumps(json.loads(path.read_text())))
+    verdict = verify_directory(signed, trust(author), host_version="0.1.0", now=now())
+    assert verdict.reason is Reason.ENVELOPE_INVALID
+    assert "canonical" in verdict.message

@@ -10,7 +10,15 @@ import pytest
 from haechi.trust import read_bundle, sign_bundle
 from haechi.trust._internal.encoding import b64decode_strict, b64encode
 
-from .conftest import ALLOW, KeyPair, anchor_table, manifest_text, write_bundle, write_state
+from .conftest import (
+    ALLOW,
+    KeyPair,
+    anchor_table,
+    dump_envelope,
+    manifest_text,
+    write_bundle,
+    write_state,
+)
 
 
 def verify(cli, bundle: Path, trust: Path, *extra: str):
@@ -60,7 +68,7 @@ def test_bad_signature(cli, signed: Path, author: KeyPair) -> None:
     sig = bytearray(b64decode_strict(envelope["signatures"][0]["sig"]))
     sig[10] ^= 0x01
     envelope["signatures"][0]["sig"] = b64encode(bytes(sig))
-    (signed / "plugin.sig").write_text(json.dumps(envelope))
+    (signed / "plugin.sig").write_text(dump_envelope(envelope))
     code, verdict = verify(cli, signed, author.public, *ALLOW)
     assert (code, verdict["reason"]) == (11, "bad-signature")
 

@@ -11,7 +11,7 @@ import pytest
 import tomli_w
 from haechi.trust import TrustStateError, load_trust
 
-from .conftest import ALLOW, anchor_table, write_state
+from .conftest import ALLOW, anchor_table, dump_envelope, write_state
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -94,7 +94,7 @@ def test_signed_state_tampered(cli, tmp_path, signed, author, make_key) -> None:
     envelope["payload"] = base64.b64encode(
         json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     ).decode()
-    out.write_text(json.dumps(envelope))
+    out.write_text(dump_envelope(envelope))
     result = cli("plugin", "verify", signed, "--trust", out, "--format", "json")
     assert (result.code, result.json["reason"]) == (2, "trust-state-invalid")
     assert "0 of the 1" in result.json["message"]

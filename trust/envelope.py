@@ -110,7 +110,15 @@ class Envelope:
             payload = b64decode_strict(document["payload"])
         except DecodeError as exc:
             raise EnvelopeError(f"envelope: payload: {exc}") from None
-        return cls(payload_type, payload, _signatures(document["signatures"]))
+        envelope = cls(payload_type, payload, _signatures(document["signatures"]))
+        # One byte spelling per envelope: re-serialising must give the same bytes, so no
+        # byte of plugin.sig can change without the verdict changing.
+        if envelope.to_json() != data:
+            raise EnvelopeError(
+                "envelope: not in canonical form (2-space JSON as written by haechi); "
+                "do not reformat plugin.sig, sign again instead"
+            )
+        return envelope
 
 
 def _signatures(value: object) -> tuple[Signature, ...]:
