@@ -32,7 +32,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ._internal.encoding import DecodeError, canonical_json, format_time, parse_time
+from ._internal.encoding import (
+    DecodeError,
+    canonical_json,
+    format_time,
+    parse_time,
+    strict_json_loads,
+)
+from .envelope import Envelope
 from .errors import BundleError, EnvelopeError, ManifestError
 from .manifest import Manifest
 
@@ -278,6 +285,18 @@ class Statement:
             "notBefore": format_time(self.not_before),
             "notAfter": format_time(self.not_after),
         }
+
+    @classmethod
+    def from_envelope(cls, envelope: Envelope) -> Statement:
+        """The statement an envelope carries; its payload must be canonical JSON."""
+        try:
+            payload = strict_json_loads(envelope.payload, allow_final_newline=False)
+        except DecodeError as exc:
+            raise EnvelopeError(f"statement: {exc}") from None
+        statement = cls.from_payload(payload)
+        if statement.to_payload() != envelope.payload:
+            raise EnvelopeError("statement: payload is not canonical JSON")
+        return statement
 
     @classmethod
     def from_payload(cls, payload: object) -> Statement:

@@ -14,7 +14,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ._internal.encoding import DecodeError, strict_json_loads
 from ._internal.files import write_file
 from .bundle import SIGNATURE_FILE, Statement, read_bundle
 from .envelope import PLUGIN_PAYLOAD_TYPE, Envelope
@@ -86,12 +85,7 @@ def countersign_bundle(directory: str | os.PathLike[str], key: SigningKey) -> En
             "--countersign"
         )
     envelope = Envelope.from_json(bundle.signature, PLUGIN_PAYLOAD_TYPE)
-    try:
-        statement = Statement.from_payload(
-            strict_json_loads(envelope.payload, allow_final_newline=False)
-        )
-    except DecodeError as exc:
-        raise EnvelopeError(f"statement: {exc}") from None
+    statement = Statement.from_envelope(envelope)
     if dict(statement.files) != bundle.digests or statement.manifest != bundle.manifest:
         raise EnvelopeError(
             f"{directory}: the files no longer match what was signed; refusing to countersign "

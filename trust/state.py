@@ -412,13 +412,18 @@ def is_signed_state(data: bytes) -> bool:
     return isinstance(doc, dict) and "payloadType" in doc
 
 
-def _read_signed(data: bytes, path: Path) -> TrustState:
+def _open_signed(data: bytes, path: Path) -> tuple[Envelope, TrustState]:
+    """Parse a signed state's envelope and payload, without checking signatures."""
     envelope = read_state_envelope(data, path)
     try:
         doc = strict_json_loads(envelope.payload, allow_final_newline=False)
     except DecodeError as exc:
         raise _fail(f"{path}: signed payload: {exc}") from None
-    state = TrustState.from_document(doc, str(path))
+    return envelope, TrustState.from_document(doc, str(path))
+
+
+def _read_signed(data: bytes, path: Path) -> TrustState:
+    envelope, state = _open_signed(data, path)
     if state.roots is None:
         raise _fail(f"{path}: a signed trust state must declare [roots]")
     if canonical_json(state.to_document()) != envelope.payload:
@@ -447,12 +452,7 @@ def sign_state(path: Path, key: SigningKey, previous: TrustState | None = None) 
     """
     data = path.read_bytes()
     if is_signed_state(data):
-        envelope = read_state_envelope(data, path)
-        try:
-            doc = strict_json_loads(envelope.payload, allow_final_newline=False)
-        except DecodeError as exc:
-            raise _fail(f"{path}: signed payload: {exc}") from None
-        state = TrustState.from_document(doc, str(path))
+        envelope, state = _open_signed(data, path)
     else:
         state = read_state(path)
         envelope = Envelope(TRUST_PAYLOAD_TYPE, canonical_json(state.to_document()), ())

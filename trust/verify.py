@@ -39,7 +39,7 @@ from enum import StrEnum
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ._internal.encoding import DecodeError, format_time, strict_json_loads
+from ._internal.encoding import format_time
 from ._internal.semver import SemVer
 from .bundle import SIGNATURE_FILE, Bundle, Statement, read_bundle
 from .envelope import PLUGIN_PAYLOAD_TYPE, Envelope
@@ -273,13 +273,7 @@ def verify_bundle(
         )
     try:
         envelope = Envelope.from_json(bundle.signature, PLUGIN_PAYLOAD_TYPE)
-        statement = Statement.from_payload(
-            strict_json_loads(envelope.payload, allow_final_newline=False)
-        )
-        if statement.to_payload() != envelope.payload:
-            raise EnvelopeError("statement: payload is not canonical JSON")
-    except DecodeError as exc:
-        return run.refuse("envelope", Reason.ENVELOPE_INVALID, f"statement: {exc}")
+        statement = Statement.from_envelope(envelope)
     except EnvelopeError as exc:
         return run.refuse("envelope", Reason.ENVELOPE_INVALID, str(exc))
     run.ok("envelope")
