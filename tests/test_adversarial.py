@@ -547,3 +547,38 @@ def test_reformatted_envelope_is_refused(signed: Path, author: KeyPair) -> None:
     verdict = verify_directory(signed, trust(author), host_version="0.1.0", now=now())
     assert verdict.reason is Reason.ENVELOPE_INVALID
     assert "canonical" in verdict.message
+
+
+NESTED_TOML = "x = " + "[" * 20000 + "]" * 20000 + "\n"
+
+
+def test_deeply_nested_manifest_is_invalid_not_a_crash(tmp_path, author, cli) -> None:
+    bundle = write_bundle(tmp_path / "b", NESTED_TOML)
+    result = cli("plugin", "verify", bundle, "--trust", author.public, "--format", "json")
+    assert (result.code, result.json["reason"]) == (10, "bundle-invalid")
+    assert "nested too deeply" in result.json["message"]
+    signing = cli("plugin", "sign", bundle, "--key", author.private)
+    assert signing.code == 10 and "Traceback" not in signing.stderr
+
+
+@pytest.mark.parametrize("suffix", [".pub", ".toml"])
+def test_deeply_nested_trust_files_are_invalid(tmp_path, signed, cli, suffix) -> None:
+    path = tmp_path / f"nested{suffix}"
+    path.write_text(NESTED_TOML)
+    result = cli("plugin", "verify", signed, "--trust", path, "--format", "json")
+    assert (result.code, result.json["reason"]) == (2, "trust-state-invalid")
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"Pkg": "", "pkg/a.py": ""},
+        {"Lib/a.py": "", "lib/b.py": ""},
+        {"stra\u00dfe.py": "", "strasse.py": ""},  # full case folding: ß -> ss
+    ],
+)
+def test_names_colliding_through_directories(tmp_path, author, files) -> None:
+    bundle = write_bundle(tmp_path / "b", files=files)
+    verdict = verify_directory(bundle, trust(author), host_version="0.1.0", now=now())
+    assert verdict.reason is Reason.BUNDLE_INVALID
+    assert "case-insensitive" in verdict.message

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -78,6 +79,9 @@ def check_path(path: object) -> str:
     return path
 
 
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def _check_name(part: str, path: str) -> None:
     if part in ("", ".", ".."):
         raise ValueError(f"{path!r} has an empty, '.' or '..' component")
@@ -85,7 +89,7 @@ def _check_name(part: str, path: str) -> None:
         part.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"{path!r} is not valid UTF-8") from None
-    if any(ord(c) < 0x20 or c in "\x7f\\" for c in part):
+    if _BAD_CHARS.search(part):
         raise ValueError(f"{path!r} contains a control character or a backslash")
     if not unicodedata.is_normalized("NFC", part):
         raise ValueError(f"{path!r} is not in Unicode NFC form; rename the file")
@@ -96,15 +100,23 @@ def _fold(path: str) -> str:
 
 
 def _check_unique(paths: list[str]) -> None:
+    """No two files, and no file and directory, may share a name after NFC + case folding.
+
+    ``Util.py`` beside ``util.py`` is one file on macOS and Windows; so is ``Pkg`` beside a
+    directory ``pkg/``, and ``Lib/a.py`` beside ``lib/b.py`` merges two directories.
+    """
     seen: dict[str, str] = {}
     for path in paths:
-        folded = _fold(path)
-        if folded in seen:
-            raise ValueError(
-                f"{seen[folded]!r} and {path!r} are the same name on case-insensitive "
-                "file systems; rename one"
-            )
-        seen[folded] = path
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            name = "/".join(parts[:depth])
+            folded = _fold(name)
+            earlier = seen.setdefault(folded, name)
+            if earlier != name:
+                raise ValueError(
+                    f"{earlier!r} and {name!r} are the same name on case-insensitive "
+                    "file systems; rename one"
+                )
 
 
 def _sha256(data: bytes) -> str:
@@ -126,6 +138,7 @@ class Bundle:
     files: Mapping[str, bytes]
     manifest: Manifest
     signature: bytes | None = None
+    digests: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], signature: bytes | None = None) -> Bundle:
@@ -151,11 +164,8 @@ class Bundle:
         if manifest.entry not in files:
             raise ManifestError("entry", f"{manifest.entry!r} is not a file in the bundle")
         frozen = MappingProxyType({p: bytes(files[p]) for p in paths})
-        return cls(files=frozen, manifest=manifest, signature=signature)
-
-    @property
-    def digests(self) -> dict[str, str]:
-        return {path: _sha256(data) for path, data in self.files.items()}
+        digests = MappingProxyType({p: _sha256(data) for p, data in frozen.items()})
+        return cls(files=frozen, manifest=manifest, signature=signature, digests=digests)
 
     @property
     def digest(self) -> str:
@@ -265,7 +275,7 @@ class Statement:
     def for_bundle(cls, bundle: Bundle, not_before: datetime, not_after: datetime) -> Statement:
         return cls(
             manifest=bundle.manifest,
-            files=MappingProxyType(bundle.digests),
+            files=bundle.digests,
             not_before=parse_time(format_time(not_before)),
             not_after=parse_time(format_time(not_after)),
         )

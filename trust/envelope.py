@@ -78,12 +78,24 @@ class Envelope:
         return Envelope(self.payload_type, self.payload, (*self.signatures, signature))
 
     def to_json(self) -> bytes:
-        document = {
-            "payloadType": self.payload_type,
-            "payload": b64encode(self.payload),
-            "signatures": [{"keyid": s.keyid, "sig": b64encode(s.sig)} for s in self.signatures],
-        }
-        return (json.dumps(document, indent=2) + "\n").encode("ascii")
+        """The one byte form of an envelope: 2-space JSON and a final newline.
+
+        Written out by hand (every value is an ASCII string: the payload type is one of our
+        constants, the rest is base64 or hex) because ``json.dumps(indent=...)`` falls back to
+        the slow pure-Python encoder, and verification re-serialises every envelope.
+        """
+        signatures = ",\n".join(
+            f'    {{\n      "keyid": {json.dumps(s.keyid)},\n'
+            f'      "sig": "{b64encode(s.sig)}"\n    }}'
+            for s in self.signatures
+        )
+        body = f"[\n{signatures}\n  ]" if self.signatures else "[]"
+        text = (
+            f'{{\n  "payloadType": {json.dumps(self.payload_type)},\n'
+            f'  "payload": "{b64encode(self.payload)}",\n'
+            f'  "signatures": {body}\n}}\n'
+        )
+        return text.encode("ascii")
 
     @classmethod
     def from_json(cls, data: bytes, expected_type: str) -> Envelope:

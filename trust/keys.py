@@ -26,14 +26,13 @@ import base64
 import hashlib
 import os
 import stat
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.exceptions
 import nacl.signing
 
-from ._internal.encoding import DecodeError, b64decode_strict, b64encode
+from ._internal.encoding import DecodeError, b64decode_strict, b64encode, load_toml
 from .errors import KeyFileError
 
 __all__ = ["KINDS", "Anchor", "SigningKey", "key_id", "load_anchor", "parse_anchor"]
@@ -126,8 +125,8 @@ def load_anchor(path: Path) -> Anchor:
             "and keep the .key file secret"
         )
     try:
-        fields = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        fields = load_toml(data)
+    except DecodeError as exc:
         raise KeyFileError(f"{path}: not a haechi .pub anchor file ({exc})") from None
     return parse_anchor(fields, str(path))
 

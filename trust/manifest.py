@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from ._internal.encoding import DecodeError, load_toml
 from ._internal.semver import SemVer
 from .errors import ManifestError
 from .keys import KINDS
@@ -207,11 +207,9 @@ class Manifest:
         if len(data) > MAX_MANIFEST_BYTES:
             raise ManifestError("", f"larger than {MAX_MANIFEST_BYTES} bytes")
         try:
-            table = tomllib.loads(data.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ManifestError("", f"not valid UTF-8 at byte {exc.start}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ManifestError("", f"not valid TOML: {exc}") from None
+            table = load_toml(data)
+        except DecodeError as exc:
+            raise ManifestError("", str(exc)) from None
         return cls.from_dict(table)
 
     @classmethod

@@ -86,7 +86,7 @@ def countersign_bundle(directory: str | os.PathLike[str], key: SigningKey) -> En
         )
     envelope = Envelope.from_json(bundle.signature, PLUGIN_PAYLOAD_TYPE)
     statement = Statement.from_envelope(envelope)
-    if dict(statement.files) != bundle.digests or statement.manifest != bundle.manifest:
+    if dict(statement.files) != dict(bundle.digests) or statement.manifest != bundle.manifest:
         raise EnvelopeError(
             f"{directory}: the files no longer match what was signed; refusing to countersign "
             "(verify it, and ask the author to sign the current version)"

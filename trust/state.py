@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -39,6 +38,7 @@ from ._internal.encoding import (
     b64encode,
     canonical_json,
     format_time,
+    load_toml,
     parse_time,
     strict_json_loads,
 )
@@ -384,9 +384,9 @@ def read_state(path: Path) -> TrustState:
         )
     if not _is_json(data):
         try:
-            doc = tomllib.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise _fail(f"{path}: not valid TOML ({exc})") from None
+            doc = load_toml(data)
+        except DecodeError as exc:
+            raise _fail(f"{path}: {exc}") from None
         return TrustState.from_document(doc, str(path))
     try:
         doc = strict_json_loads(data)

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import re
+import tomllib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "b64encode",
     "canonical_json",
     "format_time",
+    "load_toml",
     "parse_time",
     "strict_json_loads",
 ]
@@ -92,6 +94,18 @@ def strict_json_loads(data: bytes, *, allow_final_newline: bool = True) -> Any:
     if end != len(text):
         raise DecodeError(f"trailing data after the JSON document at offset {end}")
     return value
+
+
+def load_toml(data: bytes) -> dict[str, Any]:
+    """Parse UTF-8 TOML; every failure, including absurd nesting, is a DecodeError."""
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"not valid UTF-8 at byte {exc.start}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DecodeError(f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise DecodeError("not valid TOML: nested too deeply") from None
 
 
 _B64_ALPHABET = re.compile(r"[A-Za-z0-9+/]*={0,2}")
