@@ -168,3 +168,8 @@ def test_sign_writes_envelope_atomically(cli, signed: Path, author) -> None:
     before = os.listdir(signed)
     assert cli("plugin", "sign", signed, "--key", author.private).code == 0
     assert sorted(os.listdir(signed)) == sorted(before)
+
+
+def test_anchor_given_as_signing_key(cli, signed: Path, author) -> None:
+    result = cli("plugin", "sign", signed, "--key", author.public)
+    assert result.code == 2 and "public anchor" in result.stderr

@@ -38,6 +38,8 @@ def test_defaults_are_explicit() -> None:
         ('["request:body-text"]', '["net:fetch:*"]', "capabilities", "DNS name"),
         ('["request:body-text"]', '["net:fetch:Example.COM"]', "capabilities", "DNS name"),
         ('["request:body-text"]', '["secrets:read:../x"]', "capabilities", "name must be"),
+        ('["request:body-text"]', '["net:fetch:a.example:99999"]', "capabilities", "port"),
+        ('["request:body-text"]', '["net:fetch:a.example:0"]', "capabilities", "port"),
         ('["request:body-text"]', '["state:kvv"]', "capabilities", "unknown capability"),
         ('["request:body-text"]', '["state:kv", "state:kv"]', "capabilities", "listed twice"),
         ('["request:body-text"]', '"state:kv"', "capabilities", "must be a list"),

@@ -13,7 +13,7 @@ from haechi.trust import (
     SigningKey,
     Statement,
     TrustState,
-    verify,
+    verify_files,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,7 +42,7 @@ MANY = settings(
 
 
 def run(files: dict[str, bytes], envelope: bytes | None) -> Reason:
-    verdict = verify(files, envelope, STATE, host_version="0.1.0", now=NOW)
+    verdict = verify_files(files, envelope, STATE, host_version="0.1.0", now=NOW)
     return verdict.reason
 
 

@@ -29,7 +29,28 @@ def test_sarif_for_a_refusal(cli, signed: Path, author) -> None:
 def test_sarif_for_acceptance(cli, signed: Path, author) -> None:
     result = cli("plugin", "verify", signed, "--trust", author.public, *ALLOW, "--format", "sarif")
     [result_] = json.loads(result.stdout)["runs"][0]["results"]
-    assert (result.code, result_["ruleId"], result_["level"]) == (0, "accepted", "note")
+    assert (result.code, result_["ruleId"], result_["level"]) == (0, "accepted", "none")
+    assert result_["kind"] == "pass"
+
+
+def test_sarif_for_a_usage_error(cli, signed: Path, tmp_path: Path) -> None:
+    """CI that uploads SARIF gets a file even when verification could not start."""
+    missing = tmp_path / "nowhere.pub"
+    result = cli("plugin", "verify", signed, "--trust", missing, "--format", "sarif")
+    assert result.code == 2
+    [result_] = json.loads(result.stdout)["runs"][0]["results"]
+    assert (result_["ruleId"], result_["level"]) == ("trust-state-invalid", "error")
+    uri = result_["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri.startswith("file://") and uri.endswith("/plugin.sig")
+
+
+def test_usage_error_json_has_the_same_fields(cli, signed: Path, author) -> None:
+    result = cli(
+        "plugin", "verify", signed, "--trust", author.public, "--now", "x", "--format", "json"
+    )
+    verdict = result.json
+    assert verdict["reason"] == "invalid-now" and verdict["exitCode"] == result.code == 2
+    assert "RFC 3339" in verdict["hint"]
 
 
 def test_json_contract_fields(cli, signed: Path, author) -> None:

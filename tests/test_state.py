@@ -219,3 +219,57 @@ def test_directory_of_anchors(cli, tmp_path, signed, author, make_key) -> None:
     empty.mkdir()
     result = cli("plugin", "verify", signed, "--trust", empty, *ALLOW, "--format", "json")
     assert (result.code, result.json["reason"]) == (2, "trust-state-invalid")
+
+
+def test_init_into_missing_directory_is_a_clear_error(cli, tmp_path, author) -> None:
+    result = cli("trust", "init", "--out", tmp_path / "no" / "such" / "t.toml")
+    assert result.code == 1
+    assert "cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_without_anchors_can_be_extended(cli, tmp_path, author) -> None:
+    state = tmp_path / "t.toml"
+    assert cli("trust", "init", "--out", state).code == 0
+    state.write_text(state.read_text() + "\n[[anchors]]\n" + author.public.read_text())
+    assert cli("trust", "show", state).code == 0
+
+
+def test_signing_a_draft_does_not_replace_an_existing_file(cli, tmp_path, author, make_key) -> None:
+    root = make_key("root")
+    state = make_rooted(cli, tmp_path, author, [root])
+    live = tmp_path / "trust.signed.json"
+    live.write_text("live state")
+    result = cli("trust", "sign", state, "--key", root.private)
+    assert result.code == 1 and "--force" in result.stderr
+    assert live.read_text() == "live state"
+    assert cli("trust", "sign", state, "--key", root.private, "--force").code == 0
+
+
+def test_state_field_errors_name_the_file(tmp_path, author) -> None:
+    state = write_state(tmp_path / "named.toml", [anchor_table(author)], version=0)
+    with pytest.raises(TrustStateError, match=r"named\.toml: version"):
+        load_trust(state, now=NOW)
+
+
+def test_anchor_fields_are_closed(tmp_path, author) -> None:
+    state = write_state(tmp_path / "t.toml", [anchor_table(author) | {"name": "alice"}])
+    with pytest.raises(TrustStateError, match="unknown field 'name'"):
+        load_trust(state, now=NOW)
+
+
+def test_revoked_release_covers_build_metadata(tmp_path, author) -> None:
+    from haechi.trust import Reason, sign_bundle, verify_directory
+
+    from .conftest import manifest_text, write_bundle
+
+    bundle = write_bundle(tmp_path / "b", manifest_text(version="1.0.0+build.2"))
+    sign_bundle(bundle, author.key)
+    path = write_state(
+        tmp_path / "t.toml",
+        [anchor_table(author)],
+        revoked={"plugins": ["test-plugin@1.0.0"]},
+        capabilities={"allow": ["request:body-text"]},
+    )
+    now = datetime.now(UTC)
+    verdict = verify_directory(bundle, load_trust(path, now=now), host_version="0.1.0", now=now)
+    assert verdict.reason is Reason.PLUGIN_REVOKED

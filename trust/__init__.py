@@ -34,7 +34,15 @@ from .keys import KINDS, Anchor, SigningKey, load_anchor
 from .manifest import Limits, Manifest
 from .signing import countersign_bundle, sign_bundle
 from .state import TrustState, check_update, load_trust
-from .verify import Check, PluginInfo, Reason, Verdict, verify, verify_bundle, verify_directory
+from .verify import (
+    Check,
+    PluginInfo,
+    Reason,
+    Verdict,
+    verify_bundle,
+    verify_directory,
+    verify_files,
+)
 
 __all__ = [
     "KINDS",
@@ -65,7 +73,7 @@ __all__ = [
     "load_trust",
     "read_bundle",
     "sign_bundle",
-    "verify",
     "verify_bundle",
     "verify_directory",
+    "verify_files",
 ]

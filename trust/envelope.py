@@ -127,8 +127,8 @@ class Envelope:
         # byte of plugin.sig can change without the verdict changing.
         if envelope.to_json() != data:
             raise EnvelopeError(
-                "envelope: not in canonical form (2-space JSON as written by haechi); "
-                "do not reformat plugin.sig, sign again instead"
+                "envelope: not in canonical form (2-space JSON exactly as haechi writes it); "
+                "signed files must not be reformatted: sign again instead"
             )
         return envelope
 

@@ -90,7 +90,7 @@ def parse_anchor(fields: object, where: str) -> Anchor:
             f"{where}: this holds a private key; give the public .pub file as the anchor and "
             "keep the .key file secret"
         )
-    unknown = set(fields) - {"keyid", "algorithm", "public-key", "kinds", "name"}
+    unknown = set(fields) - {"keyid", "algorithm", "public-key", "kinds"}
     if unknown:
         raise KeyFileError(f"{where}: unknown field {sorted(unknown)[0]!r}")
     algorithm = fields.get("algorithm")
@@ -206,6 +206,10 @@ class SigningKey:
     def load(cls, path: Path) -> SigningKey:
         """Load a key file, refusing one that others can read or write."""
         data, mode = _read_small(path, "key")
+        if b"public-key" in data and b"PRIVATE KEY" not in data:
+            raise KeyFileError(
+                f"{path}: this is a public anchor (.pub); sign with the private .key file"
+            )
         if mode & 0o077:
             raise KeyFileError(
                 f"{path}: private key is accessible by other users "

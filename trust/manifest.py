@@ -94,9 +94,12 @@ def check_capability_name(name: object, where: str = "capabilities") -> str:
         return name
     if name.startswith("net:fetch:"):
         host = name.removeprefix("net:fetch:")
-        if len(host) <= 253 and _HOST.fullmatch(host):
+        _, colon, port = host.partition(":")
+        if len(host) <= 253 and _HOST.fullmatch(host) and (not colon or 1 <= int(port) <= 65535):
             return name
-        raise ManifestError(where, f"{name!r}: the host must be a lowercase DNS name")
+        raise ManifestError(
+            where, f"{name!r}: the host must be a lowercase DNS name, with an optional port"
+        )
     for form in ("secrets:read:", "keys:"):
         if name.startswith(form):
             rest = name.removeprefix(form)

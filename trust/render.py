@@ -17,7 +17,15 @@ from typing import Any
 
 from .verify import CHECK_NAMES, Reason, Verdict
 
-__all__ = ["VERDICT_SCHEMA", "to_json", "to_json_dict", "to_sarif", "to_text"]
+__all__ = [
+    "VERDICT_SCHEMA",
+    "to_json",
+    "to_json_dict",
+    "to_sarif",
+    "to_text",
+    "usage_json_dict",
+    "usage_sarif",
+]
 
 VERDICT_SCHEMA = "haechi.verdict.v1"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -73,7 +81,41 @@ def to_text(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
+USAGE_HINTS = {
+    "usage-error": "fix the command line; see `haechi plugin verify --help`",
+    "invalid-now": "give --now as an RFC 3339 time with a zone, e.g. 2026-01-31T12:00:00Z",
+    "trust-state-invalid": "fix the trust file as described, or point --trust at the right file",
+    "trust-state-expired": "ask the operator for a fresh, re-signed trust state",
+    "trust-state-rollback": "use the newest trust state; an update must raise its version",
+}
+
+
+def usage_json_dict(code: str, message: str) -> dict[str, Any]:
+    """The verdict-shaped object printed when verification could not start (exit 2)."""
+    return {
+        "schema": VERDICT_SCHEMA,
+        "accepted": False,
+        "reason": code,
+        "message": message,
+        "hint": USAGE_HINTS.get(code, USAGE_HINTS["usage-error"]),
+        "exitCode": 2,
+        "plugin": None,
+        "signers": [],
+        "checks": [],
+    }
+
+
 def to_sarif(verdict: Verdict, *, tool_version: str, artifact: str) -> str:
+    properties = to_json_dict(verdict)
+    return _sarif(properties, tool_version=tool_version, artifact=artifact)
+
+
+def usage_sarif(code: str, message: str, *, tool_version: str, artifact: str) -> str:
+    return _sarif(usage_json_dict(code, message), tool_version=tool_version, artifact=artifact)
+
+
+def _sarif(verdict: dict[str, Any], *, tool_version: str, artifact: str) -> str:
+    """One run, one result; ``verdict`` is the JSON form, kept in the result's properties."""
     rules = [
         {
             "id": reason.value,
@@ -83,16 +125,26 @@ def to_sarif(verdict: Verdict, *, tool_version: str, artifact: str) -> str:
         }
         for reason in Reason
     ]
+    rule_ids = [rule["id"] for rule in rules]
+    if verdict["reason"] not in rule_ids:
+        rules.append(
+            {
+                "id": verdict["reason"],
+                "shortDescription": {"text": verdict["reason"].replace("-", " ")},
+                "help": {"text": verdict["hint"]},
+            }
+        )
+        rule_ids.append(verdict["reason"])
+    accepted = verdict["accepted"]
     result = {
-        "ruleId": verdict.reason.value,
-        "ruleIndex": list(Reason).index(verdict.reason),
-        "level": "note" if verdict.accepted else "error",
-        "kind": "pass" if verdict.accepted else "fail",
-        "message": {"text": f"{verdict.message}. {verdict.reason.hint}."},
-        "locations": [
-            {"physicalLocation": {"artifactLocation": {"uri": artifact}}},
-        ],
-        "properties": to_json_dict(verdict),
+        "ruleId": verdict["reason"],
+        "ruleIndex": rule_ids.index(verdict["reason"]),
+        # SARIF 2.1.0 §3.27.9-10: a passing result has kind "pass" and level "none".
+        "level": "none" if accepted else "error",
+        "kind": "pass" if accepted else "fail",
+        "message": {"text": f"{verdict['message']}. {verdict['hint']}."},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}}}],
+        "properties": verdict,
     }
     document = {
         "$schema": SARIF_SCHEMA,

@@ -127,6 +127,14 @@ class TrustState:
     def threshold(self, kind: str) -> int:
         return self.thresholds.get(kind, 1)
 
+    def release_revoked(self, plugin_id: str, version: SemVer) -> bool:
+        """``id@version`` is revoked; build metadata does not escape it (1.0.0+b2 = 1.0.0)."""
+        for entry in self.revoked_plugins:
+            revoked_id, _, revoked_version = entry.partition("@")
+            if revoked_id == plugin_id and SemVer.parse(revoked_version) == version:
+                return True
+        return False
+
     def with_capabilities(self, names: Iterable[str]) -> TrustState:
         """A copy whose allowlist also names ``names`` (the CLI's --allow-capability)."""
         extra = frozenset(check_capability_name(n, "--allow-capability") for n in names)
@@ -148,6 +156,8 @@ class TrustState:
             return _parse_document(doc, source)
         except (KeyFileError, ManifestError) as exc:
             raise _fail(f"{source}: {exc}") from None
+        except TrustStateError as exc:
+            raise _fail(f"{source}: {exc}", exc.code) from None
 
     def to_document(self) -> dict[str, Any]:
         """The canonical document: what ``trust sign`` signs and ``trust show`` prints."""
@@ -349,7 +359,7 @@ def load_trust(path: str | os.PathLike[str], *, now: datetime) -> TrustState:
     if state.expires is not None and state.expires <= now:
         raise _fail(
             f"{target}: expired at {format_time(state.expires)}; ask the operator for a "
-            "fresh trust state (haechi trust sign re-signs one with a later expires)",
+            "fresh trust state (edit it: later expires, higher version; then sign it again)",
             StateCode.EXPIRED,
         )
     return state
@@ -485,6 +495,7 @@ def check_update(previous: TrustState, candidate: TrustState, envelope: Envelope
         endorsed = previous.roots.count_valid(envelope)
         if len(endorsed) < previous.roots.threshold:
             raise _fail(
-                f"signed by {len(endorsed)} of the {previous.roots.threshold} keys of the "
-                "current roots; a new state must also be signed by the current roots"
+                f"signed by {len(endorsed)} of the current roots, which need "
+                f"{previous.roots.threshold}; a new state must also be signed by the current "
+                "roots (trust sign --previous)"
             )

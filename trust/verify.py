@@ -51,9 +51,9 @@ __all__ = [
     "PluginInfo",
     "Reason",
     "Verdict",
-    "verify",
     "verify_bundle",
     "verify_directory",
+    "verify_files",
 ]
 
 
@@ -221,7 +221,7 @@ class _Run:
         )
 
 
-def verify(
+def verify_files(
     files: Mapping[str, bytes],
     envelope: bytes | None,
     state: TrustState,
@@ -330,10 +330,16 @@ def verify_bundle(
     run.ok("validity-window")
 
     # Step 8: revoked builds, by content digest or by id@version.
-    ref = f"{manifest.id}@{manifest.version}"
-    if digest in state.revoked_digests or ref in state.revoked_plugins:
-        what = f"digest {digest}" if digest in state.revoked_digests else ref
-        return run.refuse("plugin-not-revoked", Reason.PLUGIN_REVOKED, f"{what} is revoked")
+    if digest in state.revoked_digests:
+        return run.refuse(
+            "plugin-not-revoked", Reason.PLUGIN_REVOKED, f"digest {digest} is revoked"
+        )
+    if state.release_revoked(manifest.id, manifest.semver):
+        return run.refuse(
+            "plugin-not-revoked",
+            Reason.PLUGIN_REVOKED,
+            f"release {manifest.id}@{manifest.version} is revoked",
+        )
     run.ok("plugin-not-revoked")
 
     # Step 9: rollback protection, by semantic-version precedence.

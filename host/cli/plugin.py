@@ -21,7 +21,7 @@ from haechi.trust import (
     sign_bundle,
     verify_directory,
 )
-from haechi.trust.render import VERDICT_SCHEMA, to_json, to_sarif, to_text
+from haechi.trust.render import to_json, to_sarif, to_text, usage_json_dict, usage_sarif
 from haechi.trust.signing import DEFAULT_VALID_DAYS, MAX_VALID_DAYS, write_keypair
 from packaging.version import InvalidVersion, Version
 
@@ -203,7 +203,7 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         return _run_verify(args)
     except UsageError as exc:
-        _report_usage(args.format, str(exc), exc.code)
+        _report_usage(args, str(exc), exc.code)
         return EXIT_USAGE
 
 
@@ -228,7 +228,7 @@ def _run_verify(args: argparse.Namespace) -> int:
             to_sarif(
                 verdict,
                 tool_version=__version__,
-                artifact=(args.directory / "plugin.sig").as_posix(),
+                artifact=_artifact_uri(args.directory / "plugin.sig"),
             )
         )
     else:
@@ -236,17 +236,17 @@ def _run_verify(args: argparse.Namespace) -> int:
     return verdict.exit_code
 
 
-def _report_usage(fmt: str, message: str, code: str) -> None:
+def _artifact_uri(path: Path) -> str:
+    """A relative path stays relative (code scanning resolves it against the checkout);
+    an absolute one becomes a file:// URI, as SARIF requires."""
+    return path.as_uri() if path.is_absolute() else path.as_posix()
+
+
+def _report_usage(args: argparse.Namespace, message: str, code: str) -> None:
+    """Usage errors still give CI a machine-readable object in the format it asked for."""
     print(f"haechi: error: {message}", file=sys.stderr)
-    if fmt == "json":
-        document = {
-            "schema": VERDICT_SCHEMA,
-            "accepted": False,
-            "reason": code,
-            "message": message,
-            "exitCode": EXIT_USAGE,
-            "plugin": None,
-            "signers": [],
-            "checks": [],
-        }
-        print(json.dumps(document, indent=2))
+    if args.format == "json":
+        print(json.dumps(usage_json_dict(code, message), indent=2))
+    elif args.format == "sarif":
+        artifact = _artifact_uri(args.directory / "plugin.sig")
+        print(usage_sarif(code, message, tool_version=__version__, artifact=artifact))

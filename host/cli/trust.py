@@ -111,6 +111,9 @@ def register(groups: Any) -> None:
         metavar="OLD",
         help="the state being replaced: its root keys may sign too (root rotation)",
     )
+    sign.add_argument(
+        "--force", action="store_true", help="replace an existing OUT when signing a draft"
+    )
     sign.set_defaults(handler=_sign)
 
     show = commands.add_parser("show", help="check and print a trust state", description=SHOW_HELP)
@@ -160,13 +163,10 @@ def _init(args: argparse.Namespace) -> int:
         TrustState.from_document(doc, str(args.out))
     except TrustStateError as exc:
         raise UsageError(str(exc)) from None
+    if not doc["anchors"]:
+        del doc["anchors"]  # TOML cannot append [[anchors]] tables after `anchors = []`
     data = (_HEADER + tomli_w.dumps(doc)).encode("utf-8")
-    try:
-        write_file(args.out, data, mode=0o644, overwrite=args.force)
-    except FileExistsError:
-        print(
-            f"haechi: error: {args.out} already exists; pass --force to replace it", file=sys.stderr
-        )
+    if not _write(args.out, data, overwrite=args.force):
         return EXIT_FAILURE
     print(f"wrote {args.out} (version 1, expires {doc['expires']})")
     return 0
@@ -185,11 +185,27 @@ def _sign(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     except OSError as exc:
         raise UsageError(f"{args.file}: {exc.strerror}") from None
-    in_place = is_signed_state(args.file.read_bytes())
-    out = args.out or (args.file if in_place else args.file.with_suffix(".signed.json"))
-    write_file(out, envelope.to_json(), mode=0o644, overwrite=True)
+    is_envelope = is_signed_state(args.file.read_bytes())
+    out = args.out or (args.file if is_envelope else args.file.with_suffix(".signed.json"))
+    in_place = is_envelope and out.resolve() == args.file.resolve()
+    # Adding a signature to an envelope in place is the k-of-n workflow; writing a fresh
+    # envelope over another file could replace a live state, so that needs --force.
+    if not _write(out, envelope.to_json(), overwrite=in_place or args.force):
+        return EXIT_FAILURE
     print(f"wrote {out} ({len(envelope.signatures)} root signature(s), last by {key.keyid})")
     return 0
+
+
+def _write(path: Path, data: bytes, *, overwrite: bool) -> bool:
+    try:
+        write_file(path, data, mode=0o644, overwrite=overwrite)
+    except FileExistsError:
+        print(f"haechi: error: {path} already exists; pass --force to replace it", file=sys.stderr)
+        return False
+    except OSError as exc:
+        print(f"haechi: error: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return False
+    return True
 
 
 def _show(args: argparse.Namespace) -> int:
