@@ -202,11 +202,8 @@ def _walk(dir_fd: int, prefix: str, depth: int, files: dict[str, bytes], total: 
     with os.scandir(dir_fd) as entries:
         names = sorted(entry.name for entry in entries)
     for name in names:
+        # Names are validated once, in Bundle.from_files, after the walk.
         path = prefix + name
-        try:
-            _check_name(name, path)
-        except ValueError as exc:
-            raise BundleError(f"bad file name: {exc}") from None
         info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if stat.S_ISLNK(info.st_mode):
             raise BundleError(f"{path!r} is a symlink; bundles may hold only regular files")
