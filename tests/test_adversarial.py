@@ -85,6 +85,7 @@ def test_hidden_file_added(signed: Path, author: KeyPair) -> None:
 
 def test_file_removed(signed: Path, author: KeyPair) -> None:
     (signed / "lib" / "util.py").unlink()
+    (signed / "lib").rmdir()
     assert check(signed, trust(author)) is Reason.TAMPERED
 
 

@@ -79,7 +79,10 @@ def check_path(path: object) -> str:
     return path
 
 
-_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+_BAD_ASCII = re.compile(r"[\x00-\x1f\x7f\\]")
+# Control (Cc), format (Cf: bidi overrides, zero-width joiners) and line/paragraph separators:
+# invisible or misleading in a listing, a review diff or a terminal.
+_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def _check_name(part: str, path: str) -> None:
@@ -89,14 +92,17 @@ def _check_name(part: str, path: str) -> None:
         part.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"{path!r} is not valid UTF-8") from None
-    if _BAD_CHARS.search(part):
-        raise ValueError(f"{path!r} contains a control character or a backslash")
+    if _BAD_ASCII.search(part) or (
+        not part.isascii() and any(unicodedata.category(c) in _BAD_CATEGORIES for c in part)
+    ):
+        raise ValueError(f"{path!r} contains a control or format character, or a backslash")
     if not unicodedata.is_normalized("NFC", part):
         raise ValueError(f"{path!r} is not in Unicode NFC form; rename the file")
 
 
 def _fold(path: str) -> str:
-    return unicodedata.normalize("NFC", path).casefold()
+    # casefold() can undo NFC (Greek with dialytika and tonos), so normalise again after it.
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
 
 
 def _check_unique(paths: list[str]) -> None:
@@ -147,7 +153,8 @@ class Bundle:
         try:
             for path in paths:
                 check_path(path)
-            _check_unique(paths)
+            # plugin.sig joins the check: "PLUGIN.SIG" beside it is the same file elsewhere.
+            _check_unique([*paths, SIGNATURE_FILE])
         except ValueError as exc:
             raise BundleError(f"bad file name: {exc}") from None
         if SIGNATURE_FILE in files:
@@ -184,41 +191,88 @@ def read_bundle(directory: str | os.PathLike[str]) -> Bundle:
         raise BundleError(f"{root}: not a directory; give the plugin's folder") from None
     except OSError as exc:
         raise BundleError(f"{root}: cannot open: {exc.strerror}") from None
-    files: dict[str, bytes] = {}
-    signature: bytes | None = None
+    walk = _Walk()
     try:
-        _walk(root_fd, "", 0, files, [0])
-        signature = files.pop(SIGNATURE_FILE, None)
-        if signature is not None and len(signature) > MAX_SIGNATURE_BYTES:
-            raise BundleError(f"{SIGNATURE_FILE} is larger than {MAX_SIGNATURE_BYTES} bytes")
+        walk.directory(root_fd, "", 0)
     finally:
         os.close(root_fd)
-    return Bundle.from_files(files, signature)
+    signature = walk.files.pop(SIGNATURE_FILE, None)
+    if signature is not None and len(signature) > MAX_SIGNATURE_BYTES:
+        raise BundleError(f"{SIGNATURE_FILE} is larger than {MAX_SIGNATURE_BYTES} bytes")
+    return Bundle.from_files(walk.files, signature)
 
 
-def _walk(dir_fd: int, prefix: str, depth: int, files: dict[str, bytes], total: list[int]) -> None:
-    if depth > MAX_DEPTH:
-        raise BundleError(f"{prefix!r}: nested deeper than {MAX_DEPTH} directories")
-    with os.scandir(dir_fd) as entries:
-        names = sorted(entry.name for entry in entries)
-    for name in names:
-        # Names are validated once, in Bundle.from_files, after the walk.
-        path = prefix + name
+class _Walk:
+    """One pass over a bundle directory, with every limit charged as it goes.
+
+    Names are validated once, in Bundle.from_files, after the walk; an empty directory would
+    escape that (it has no file path), so it is refused here: it is not covered by the
+    signature, yet it can change what ``import`` finds (a namespace package).
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.entries = 0
+        self.total = 0
+
+    def directory(self, dir_fd: int, prefix: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise BundleError(f"{prefix!r}: nested deeper than {MAX_DEPTH} directories")
+        with os.scandir(dir_fd) as entries:
+            names = sorted(entry.name for entry in entries)
+        if not names and prefix:
+            raise BundleError(
+                f"{prefix.rstrip('/')!r} is an empty directory, which no signature covers; "
+                "remove it"
+            )
+        for name in names:
+            self.entries += 1
+            if self.entries > MAX_FILES + 1:
+                raise BundleError(f"more than {MAX_FILES} files and directories")
+            self.entry(dir_fd, prefix + name, name, depth)
+
+    def entry(self, dir_fd: int, path: str, name: str, depth: int) -> None:
         info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if stat.S_ISLNK(info.st_mode):
             raise BundleError(f"{path!r} is a symlink; bundles may hold only regular files")
-        if stat.S_ISDIR(info.st_mode):
+        if stat.S_ISDIR(info.st_mode) and path != SIGNATURE_FILE:
             child = _open_nofollow(name, dir_fd, path, os.O_DIRECTORY)
             try:
-                _walk(child, path + "/", depth + 1, files, total)
+                self.directory(child, path + "/", depth + 1)
             finally:
                 os.close(child)
         elif stat.S_ISREG(info.st_mode):
-            files[path] = _read_file(name, dir_fd, path, total)
-            if len(files) > MAX_FILES + 1:
-                raise BundleError(f"more than {MAX_FILES} files")
+            self.files[path] = self.read(name, dir_fd, path)
         else:
-            raise BundleError(f"{path!r} is not a regular file (device, FIFO or socket)")
+            raise BundleError(f"{path!r} is not a regular file (directory, device, FIFO, socket)")
+
+    def read(self, name: str, dir_fd: int, path: str) -> bytes:
+        fd = _open_nofollow(name, dir_fd, path, os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise BundleError(f"{path!r} is not a regular file")
+            # Charge what is actually read, not what fstat claimed: a file may grow meanwhile.
+            limit = min(MAX_FILE_BYTES, MAX_TOTAL_BYTES - self.total)
+            data = _read_at_most(fd, limit + 1)
+        finally:
+            os.close(fd)
+        if len(data) > MAX_FILE_BYTES:
+            raise BundleError(f"{path!r} is larger than {MAX_FILE_BYTES} bytes")
+        self.total += len(data)
+        if self.total > MAX_TOTAL_BYTES:
+            raise BundleError(f"bundle is larger than {MAX_TOTAL_BYTES} bytes in total")
+        return data
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(fd, min(limit - size, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _open_nofollow(name: str, dir_fd: int, path: str, extra: int = 0) -> int:
@@ -228,33 +282,6 @@ def _open_nofollow(name: str, dir_fd: int, path: str, extra: int = 0) -> int:
         raise BundleError(
             f"{path!r}: cannot open without following links: {exc.strerror}"
         ) from None
-
-
-def _read_file(name: str, dir_fd: int, path: str, total: list[int]) -> bytes:
-    fd = _open_nofollow(name, dir_fd, path, os.O_NONBLOCK)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise BundleError(f"{path!r} is not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise BundleError(f"{path!r} is larger than {MAX_FILE_BYTES} bytes")
-        total[0] += info.st_size
-        if total[0] > MAX_TOTAL_BYTES:
-            raise BundleError(f"bundle is larger than {MAX_TOTAL_BYTES} bytes in total")
-        chunks = []
-        remaining = MAX_FILE_BYTES + 1
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) > MAX_FILE_BYTES:
-            raise BundleError(f"{path!r} grew past {MAX_FILE_BYTES} bytes while being read")
-        return data
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import nacl.exceptions
 import nacl.signing
 
 from ._internal.encoding import DecodeError, b64decode_strict, b64encode, load_toml
+from ._internal.files import FileReadError, read_regular
 from .errors import KeyFileError
 
 __all__ = ["KINDS", "Anchor", "SigningKey", "key_id", "load_anchor", "parse_anchor"]
@@ -132,24 +132,11 @@ def load_anchor(path: Path) -> Anchor:
 
 
 def _read_small(path: Path, what: str) -> tuple[bytes, int]:
-    """Read a small file without following a symlink; return its bytes and mode."""
+    """Read a key or anchor file without following a symlink; return its bytes and mode."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: no such {what} file") from None
-    except OSError as exc:
-        if os.path.islink(path):
-            raise KeyFileError(f"{path}: is a symlink; give the real file path") from None
-        raise KeyFileError(f"{path}: cannot open {what} file: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise KeyFileError(f"{path}: not a regular file")
-        if info.st_size > _MAX_KEY_FILE:
-            raise KeyFileError(f"{path}: too large to be a {what} file")
-        return os.read(fd, _MAX_KEY_FILE + 1), info.st_mode
-    finally:
-        os.close(fd)
+        return read_regular(path, limit=_MAX_KEY_FILE, what=what, follow_symlinks=False)
+    except FileReadError as exc:
+        raise KeyFileError(str(exc)) from None
 
 
 @dataclass(frozen=True, repr=False)

@@ -26,7 +26,7 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from ._internal.encoding import DecodeError, load_toml
+from ._internal.encoding import DecodeError, load_toml, printable
 from ._internal.semver import SemVer
 from .errors import ManifestError
 from .keys import KINDS
@@ -49,7 +49,8 @@ MAX_CAPABILITIES = 64
 _PLUGIN_ID = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 _NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 _HOST = re.compile(
-    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?::\d{1,5})?"
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?::\d{1,5})?",
+    re.ASCII,  # \d must not match Arabic-Indic or other Unicode digits
 )
 _ENTRY = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z0-9_][A-Za-z0-9_.-]*\.py")
 
@@ -123,7 +124,8 @@ def _suggest(word: str, choices: list[str]) -> str:
 def _unknown_keys(table: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
     for key in table:
         if key not in allowed:
-            raise ManifestError(f"{prefix}{key}", f"unknown key{_suggest(key, list(allowed))}")
+            name = printable(key) if isinstance(key, str) else repr(key)
+            raise ManifestError(f"{prefix}{name}", f"unknown key{_suggest(name, list(allowed))}")
 
 
 def _integer(table: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -246,7 +248,7 @@ class Manifest:
                 "requires-host",
                 f"{requires_host!r} is not a PEP 440 version specifier (e.g. '>=0.1,<2')",
             ) from None
-        if not requires_host.strip():
+        if not requires_host.strip() or len(SpecifierSet(requires_host)) == 0:
             raise ManifestError("requires-host", "must name the host versions (e.g. '>=0.1,<2')")
         return cls(
             id=plugin_id,

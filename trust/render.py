@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._internal.encoding import printable
 from .verify import CHECK_NAMES, Reason, Verdict
 
 __all__ = [
@@ -59,10 +60,11 @@ def to_json(verdict: Verdict) -> str:
 
 
 def to_text(verdict: Verdict) -> str:
+    message = printable(verdict.message)
     if verdict.accepted:
-        lines = [f"ACCEPTED {verdict.message}"]
+        lines = [f"ACCEPTED {message}"]
     else:
-        lines = [f"REFUSED  {verdict.reason.value}: {verdict.message}"]
+        lines = [f"REFUSED  {verdict.reason.value}: {message}"]
     if verdict.plugin:
         p = verdict.plugin
         lines.append(f"  plugin   {p.id} {p.version} ({p.kind})")

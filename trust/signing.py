@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ._internal.files import write_file
+from ._internal.files import discard, publish, stage, write_file
 from .bundle import SIGNATURE_FILE, Statement, read_bundle
 from .envelope import PLUGIN_PAYLOAD_TYPE, Envelope
 from .errors import EnvelopeError, KeyFileError
@@ -37,11 +37,18 @@ _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def write_keypair(directory: Path, name: str, key: SigningKey, *, force: bool = False) -> None:
-    """Write ``NAME.key`` (0600) and ``NAME.pub``; both or neither."""
+    """Write ``NAME.key`` (0600) and ``NAME.pub``: both or neither.
+
+    Both files are staged first; only then are the names taken, so a failure (a directory in
+    the way, a full disk) never leaves a new private key without its anchor, or destroys the
+    old key while keeping the old anchor.
+    """
     if not _KEY_NAME.fullmatch(name):
         raise KeyFileError(
             f"key name {name!r}: use letters, digits, '.', '_', '-' (no path separators)"
         )
+    if directory.is_symlink():
+        raise KeyFileError(f"{directory} is a symlink; give the real directory for the keys")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     private, public = directory / f"{name}.key", directory / f"{name}.pub"
     for path in (private, public):
@@ -49,13 +56,25 @@ def write_keypair(directory: Path, name: str, key: SigningKey, *, force: bool = 
             raise KeyFileError(f"{path} is a symlink; refusing to write a key through it")
         if path.exists() and not force:
             raise KeyFileError(f"{path} already exists; pass --force to replace it")
+        if path.exists() and not path.is_file():
+            raise KeyFileError(f"{path} exists and is not a regular file; move it away")
+    staged = [
+        (stage(private, key.to_pem().encode("ascii"), mode=0o600), private),
+        (stage(public, key.anchor().to_toml().encode("ascii"), mode=0o644), public),
+    ]
+    done: list[Path] = []
     try:
-        write_file(private, key.to_pem().encode("ascii"), mode=0o600, overwrite=force)
-        write_file(public, key.anchor().to_toml().encode("ascii"), mode=0o644, overwrite=force)
-    except FileExistsError as exc:
-        raise KeyFileError(
-            f"{exc.filename or exc}: already exists; pass --force to replace it"
-        ) from None
+        for temp, path in staged:
+            publish(temp, path, overwrite=force)
+            done.append(path)
+    except FileExistsError:
+        # Without --force a name appeared between the check and the link: undo our half.
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise KeyFileError(f"{path} already exists; pass --force to replace it") from None
+    finally:
+        for temp, _path in staged:
+            discard(temp)
 
 
 def sign_bundle(

@@ -40,8 +40,10 @@ from ._internal.encoding import (
     format_time,
     load_toml,
     parse_time,
+    printable,
     strict_json_loads,
 )
+from ._internal.files import FileReadError, read_regular
 from ._internal.semver import SemVer
 from .envelope import TRUST_PAYLOAD_TYPE, Envelope
 from .errors import EnvelopeError, KeyFileError, ManifestError, TrustStateError
@@ -56,6 +58,7 @@ __all__ = [
     "is_signed_state",
     "load_trust",
     "read_state",
+    "read_state_bytes",
     "read_state_envelope",
     "sign_state",
 ]
@@ -201,7 +204,7 @@ def _table(doc: dict[str, Any], key: str, allowed: tuple[str, ...] | None = None
     if allowed is not None:
         for name in value:
             if name not in allowed:
-                raise _fail(f"{key}.{name}: unknown key (known: {', '.join(allowed)})")
+                raise _fail(f"{key}.{printable(name)}: unknown key (known: {', '.join(allowed)})")
     return value
 
 
@@ -227,7 +230,7 @@ def _parse_document(doc: object, source: str) -> TrustState:
         raise _fail("the trust state must be a table / JSON object")
     for key in doc:
         if key not in _TOP_KEYS:
-            raise _fail(f"{key}: unknown key (known: {', '.join(_TOP_KEYS)})")
+            raise _fail(f"{printable(key)}: unknown key (known: {', '.join(_TOP_KEYS)})")
     version = doc.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise _fail(f"version: must be an integer >= 1, got {version!r}")
@@ -381,12 +384,7 @@ def _load_anchor_dir(directory: Path) -> TrustState:
 
 def read_state(path: Path) -> TrustState:
     """Parse a state file (TOML, JSON, or a signed envelope) without the expiry check."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise _fail(f"{path}: cannot read: {exc.strerror}") from None
-    if len(data) > MAX_STATE_BYTES:
-        raise _fail(f"{path}: larger than {MAX_STATE_BYTES} bytes")
+    data = read_state_bytes(path)
     if b"PRIVATE KEY" in data:
         raise _fail(
             f"{path}: this is a private key, not a trust anchor or state; pass the matching "
@@ -407,8 +405,16 @@ def read_state(path: Path) -> TrustState:
     return TrustState.from_document(doc, str(path))
 
 
+def read_state_bytes(path: Path) -> bytes:
+    try:
+        data, _mode = read_regular(path, limit=MAX_STATE_BYTES, what="trust state")
+    except FileReadError as exc:
+        raise _fail(str(exc)) from None
+    return data
+
+
 def _is_json(data: bytes) -> bool:
-    return data.lstrip()[:1] == b"{"
+    return data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{"
 
 
 def is_signed_state(data: bytes) -> bool:
@@ -460,7 +466,7 @@ def sign_state(path: Path, key: SigningKey, previous: TrustState | None = None) 
     ``key`` must be one of the state's roots, or, when rotating roots, one of ``previous``'s
     (an update needs a threshold of both, see :func:`check_update`).
     """
-    data = path.read_bytes()
+    data = read_state_bytes(path)
     if is_signed_state(data):
         envelope, state = _open_signed(data, path)
     else:

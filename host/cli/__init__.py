@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from haechi.host import __version__
+from haechi.trust._internal.encoding import printable
 
 from . import plugin, trust
 from ._args import EXIT_FAILURE, EXIT_USAGE, Parser, UsageError
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
     except UsageError as exc:
-        print(f"haechi: error: {exc}", file=sys.stderr)
+        print(f"haechi: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

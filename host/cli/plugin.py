@@ -21,6 +21,7 @@ from haechi.trust import (
     sign_bundle,
     verify_directory,
 )
+from haechi.trust._internal.encoding import printable
 from haechi.trust.render import to_json, to_sarif, to_text, usage_json_dict, usage_sarif
 from haechi.trust.signing import DEFAULT_VALID_DAYS, MAX_VALID_DAYS, write_keypair
 from packaging.version import InvalidVersion, Version
@@ -143,10 +144,10 @@ def _keygen(args: argparse.Namespace) -> int:
     try:
         write_keypair(args.out, args.name, key, force=args.force)
     except KeyFileError as exc:
-        print(f"haechi: error: {exc}", file=sys.stderr)
+        print(f"haechi: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as exc:
-        print(f"haechi: error: {args.out}: {exc.strerror}", file=sys.stderr)
+        print(f"haechi: error: {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILURE
     print(key.keyid)
     print(
@@ -180,10 +181,12 @@ def _sign(args: argparse.Namespace) -> int:
         else:
             envelope = sign_bundle(args.directory, key, valid_days=days)
     except (BundleError, ManifestError) as exc:
-        print(f"haechi: error: cannot sign {args.directory}: {exc}", file=sys.stderr)
+        print(
+            f"haechi: error: cannot sign {args.directory}: {printable(str(exc))}", file=sys.stderr
+        )
         return EXIT_BUNDLE_INVALID
     except EnvelopeError as exc:
-        print(f"haechi: error: {exc}", file=sys.stderr)
+        print(f"haechi: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as exc:
         print(
@@ -244,7 +247,7 @@ def _artifact_uri(path: Path) -> str:
 
 def _report_usage(args: argparse.Namespace, message: str, code: str) -> None:
     """Usage errors still give CI a machine-readable object in the format it asked for."""
-    print(f"haechi: error: {message}", file=sys.stderr)
+    print(f"haechi: error: {printable(message)}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(usage_json_dict(code, message), indent=2))
     elif args.format == "sarif":

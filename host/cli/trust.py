@@ -11,7 +11,7 @@ from typing import Any
 
 import tomli_w
 from haechi.trust import KeyFileError, SigningKey, TrustStateError, load_anchor
-from haechi.trust._internal.encoding import format_time
+from haechi.trust._internal.encoding import format_time, printable
 from haechi.trust._internal.files import write_file
 from haechi.trust.state import (
     TrustState,
@@ -19,6 +19,7 @@ from haechi.trust.state import (
     is_signed_state,
     load_trust,
     read_state,
+    read_state_bytes,
     read_state_envelope,
     sign_state,
 )
@@ -181,11 +182,11 @@ def _sign(args: argparse.Namespace) -> int:
         previous = read_state(args.previous) if args.previous else None
         envelope = sign_state(args.file, key, previous)
     except TrustStateError as exc:
-        print(f"haechi: error: {exc}", file=sys.stderr)
+        print(f"haechi: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as exc:
         raise UsageError(f"{args.file}: {exc.strerror}") from None
-    is_envelope = is_signed_state(args.file.read_bytes())
+    is_envelope = is_signed_state(read_state_bytes(args.file))
     out = args.out or (args.file if is_envelope else args.file.with_suffix(".signed.json"))
     in_place = is_envelope and out.resolve() == args.file.resolve()
     # Adding a signature to an envelope in place is the k-of-n workflow; writing a fresh
@@ -214,7 +215,7 @@ def _show(args: argparse.Namespace) -> int:
         state = load_trust(args.file, now=now)
         if args.previous is not None:
             previous = read_state(args.previous)
-            envelope = read_state_envelope(args.file.read_bytes(), args.file)
+            envelope = read_state_envelope(read_state_bytes(args.file), args.file)
             check_update(previous, state, envelope)
     except TrustStateError as exc:
         _print_refusal(args.format, exc)
@@ -240,7 +241,7 @@ def _print_refusal(fmt: str, exc: TrustStateError) -> None:
     if fmt == "json":
         print(json.dumps({"valid": False, "reason": exc.code, "message": str(exc)}, indent=2))
     else:
-        print(f"REFUSED  {exc.code}: {exc}")
+        print(f"REFUSED  {exc.code}: {printable(str(exc))}")
 
 
 def _describe(state: TrustState) -> str:

@@ -24,12 +24,24 @@ __all__ = [
     "format_time",
     "load_toml",
     "parse_time",
+    "printable",
     "strict_json_loads",
 ]
 
 
 class DecodeError(ValueError):
     """Input bytes are not in the one accepted spelling."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped.
+
+    Names and keys in error messages come from untrusted files; printed raw, an escape
+    sequence in a key could redraw the terminal (a fake "ACCEPTED" line).
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def canonical_json(value: Any) -> bytes:
@@ -39,9 +51,13 @@ def canonical_json(value: Any) -> bytes:
     document needs them.
     """
     _refuse_floats(value)
-    return json.dumps(
+    text = json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError("a string contains a lone UTF-16 surrogate") from None
 
 
 def _refuse_floats(value: Any) -> None:
@@ -68,12 +84,32 @@ def _refuse_constant(name: str) -> Any:
     raise DecodeError(f"{name} is not valid JSON")
 
 
+def _refuse_surrogates(value: Any) -> None:
+    # A "\ud800" escape decodes to a lone surrogate: valid JSON, but no UTF-8 spelling, so it
+    # could never be re-encoded canonically (nor printed safely).
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            raise DecodeError("a string contains a lone UTF-16 surrogate (\\ud800-\\udfff)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_surrogates(key)
+            _refuse_surrogates(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_surrogates(item)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def strict_json_loads(data: bytes, *, allow_final_newline: bool = True) -> Any:
     """Parse JSON that is valid UTF-8, has no duplicate keys, no NaN and nothing after it.
 
     One final ``\\n`` is tolerated because editors and our own writers add it; anything else
     after the document is trailing data.
     """
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise DecodeError("starts with a UTF-8 byte-order mark; save the file without it")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -83,16 +119,21 @@ def strict_json_loads(data: bytes, *, allow_final_newline: bool = True) -> Any:
     decoder = json.JSONDecoder(
         object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant
     )
+    start = len(text) - len(text.lstrip(" \t\r\n"))
     try:
-        value, end = decoder.raw_decode(text)
+        value, end = decoder.raw_decode(text, start)
     except json.JSONDecodeError as exc:
         raise DecodeError(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
         raise DecodeError("JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's digit limit
+        raise DecodeError(f"not valid JSON: {exc}") from None
     if end != len(text):
         raise DecodeError(f"trailing data after the JSON document at offset {end}")
+    if "\\u" in text:
+        _refuse_surrogates(value)
     return value
 
 
@@ -106,6 +147,8 @@ def load_toml(data: bytes) -> dict[str, Any]:
         raise DecodeError(f"not valid TOML: {exc}") from None
     except RecursionError:
         raise DecodeError("not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's digit limit
+        raise DecodeError(f"not valid TOML: {exc}") from None
 
 
 _B64_ALPHABET = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -131,7 +174,8 @@ def b64decode_strict(text: str, *, length: int | None = None) -> bytes:
 
 
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
 
 
@@ -145,14 +189,13 @@ def parse_time(text: str) -> datetime:
             f"{text!r} is not an RFC 3339 time with a zone (e.g. 2026-01-31T12:00:00Z)"
         )
     normalised = text.upper().replace("Z", "+00:00")
-    fraction = re.search(r"\.(\d+)", normalised)
+    fraction = re.search(r"\.([0-9]+)", normalised)
     if fraction and len(fraction.group(1)) > 6:
         normalised = normalised.replace(fraction.group(0), "." + fraction.group(1)[:6])
     try:
-        parsed = datetime.fromisoformat(normalised)
-    except ValueError as exc:
+        return datetime.fromisoformat(normalised).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise DecodeError(f"{text!r} is not a valid time: {exc}") from None
-    return parsed.astimezone(UTC)
 
 
 def format_time(moment: datetime) -> str:
