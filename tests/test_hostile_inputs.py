@@ -239,3 +239,18 @@ def test_state_json_with_leading_whitespace_is_fine(tmp_path, signed, author, cl
     path = tmp_path / "t.json"
     path.write_text("\n  " + json.dumps(doc))
     assert cli("plugin", "verify", signed, "--trust", path).code == 0
+
+
+def test_empty_trust_path_is_refused(signed, cli, author) -> None:
+    """An unset $TRUST must not mean "every .pub in the current directory"."""
+    result = cli(
+        "plugin", "verify", signed, "--trust", "", "--format", "json", cwd=author.public.parent
+    )
+    assert (result.code, result.json["reason"]) == (2, "trust-state-invalid")
+
+
+def test_port_with_leading_zero_is_refused(tmp_path, author) -> None:
+    bundle = write_bundle(
+        tmp_path / "b", manifest_text(capabilities=["net:fetch:example.com:0443"])
+    )
+    assert reason(bundle, trust(author)) is Reason.BUNDLE_INVALID

@@ -132,6 +132,7 @@ def _sarif(verdict: dict[str, Any], *, tool_version: str, artifact: str) -> str:
         rules.append(
             {
                 "id": verdict["reason"],
+                "name": verdict["reason"].title().replace("-", ""),
                 "shortDescription": {"text": verdict["reason"].replace("-", " ")},
                 "help": {"text": verdict["hint"]},
             }

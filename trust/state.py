@@ -345,6 +345,9 @@ def load_trust(path: str | os.PathLike[str], *, now: datetime) -> TrustState:
 
     A state that declares roots must be the signed envelope; an expired state is refused.
     """
+    if not str(path):
+        # Path("") is ".": an unset $TRUST in CI would silently trust ./*.pub.
+        raise _fail("the trust path is empty; give a .pub file, a directory or a trust state")
     target = Path(path)
     if target.is_dir():
         return _load_anchor_dir(target)
