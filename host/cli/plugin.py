@@ -16,6 +16,7 @@ from haechi.trust import (
     ManifestError,
     SigningKey,
     TrustStateError,
+    Verdict,
     countersign_bundle,
     load_trust,
     sign_bundle,
@@ -28,7 +29,7 @@ from packaging.version import InvalidVersion, Version
 
 from ._args import EXIT_FAILURE, EXIT_USAGE, Once, Parser, UsageError, parse_now
 
-__all__ = ["register"]
+__all__ = ["add_trust_options", "register", "verify_from_args"]
 
 EXIT_BUNDLE_INVALID = 10
 
@@ -64,6 +65,9 @@ def register(groups: Any) -> None:
         add(commands.add_parser(name, help=summary, description=text), handler)
         # The original's spellings, kept working but not listed in --help.
         add(groups.add_parser(f"plugin-{name}", description=text), handler)
+    from . import call  # late: it imports the sandbox, which verify-only users never need
+
+    call.register(commands)
 
 
 def _add_keygen(sub: argparse.ArgumentParser, handler: Any) -> None:
@@ -104,6 +108,18 @@ def _add_sign(sub: argparse.ArgumentParser, handler: Any) -> None:
 def _add_verify(sub: argparse.ArgumentParser, handler: Any) -> None:
     sub.set_defaults(handler=handler)
     sub.add_argument("directory", metavar="DIR", type=Path, help="the plugin bundle")
+    add_trust_options(sub)
+    sub.add_argument(
+        "--format",
+        choices=("text", "json", "sarif"),
+        default="text",
+        action=Once,
+        help="output format (default text)",
+    )
+
+
+def add_trust_options(sub: argparse.ArgumentParser) -> None:
+    """--trust, --allow-capability, --host-version, --now: what verification is judged by."""
     sub.add_argument(
         "--trust",
         required=True,
@@ -129,13 +145,6 @@ def _add_verify(sub: argparse.ArgumentParser, handler: Any) -> None:
         action=Once,
         metavar="RFC3339",
         help="evaluate validity at this time, e.g. 2026-01-31T12:00:00Z",
-    )
-    sub.add_argument(
-        "--format",
-        choices=("text", "json", "sarif"),
-        default="text",
-        action=Once,
-        help="output format (default text)",
     )
 
 
@@ -210,7 +219,8 @@ def _verify(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
-def _run_verify(args: argparse.Namespace) -> int:
+def verify_from_args(args: argparse.Namespace) -> Verdict:
+    """Verify ``args.directory`` as the trust options say; UsageError for bad options."""
     now = parse_now(args.now)
     host_version = args.host_version or __version__
     try:
@@ -223,7 +233,11 @@ def _run_verify(args: argparse.Namespace) -> int:
         raise UsageError(f"--trust: {exc}", exc.code) from None
     except ManifestError as exc:
         raise UsageError(str(exc).removeprefix("plugin.toml: ")) from None
-    verdict = verify_directory(args.directory, state, host_version=host_version, now=now)
+    return verify_directory(args.directory, state, host_version=host_version, now=now)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    verdict = verify_from_args(args)
     if args.format == "json":
         print(to_json(verdict))
     elif args.format == "sarif":

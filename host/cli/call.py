@@ -1,0 +1,144 @@
+"""``haechi plugin call``: verify a bundle, run one hook in the real sandbox, print JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from haechi.trust._internal.encoding import printable
+
+from ._args import EXIT_USAGE, Once, UsageError
+
+__all__ = ["register"]
+
+HELP = """\
+Verify the bundle in DIR exactly as `plugin verify` does, start it in the kernel-confined
+sandbox, call one hook with --args (a JSON list of positional arguments, or an object of
+keyword arguments) and print the outcome as JSON on stdout.
+
+Exit codes: 0 the hook answered; 2 usage error; 10-13 verification refused (as plugin
+verify); 20 a sandbox layer is unavailable; 21 timeout; 22 the child crashed;
+23 protocol violation; 24 the plugin raised, does not offer the hook, or failed to load;
+25 the child could not be started. The JSON "reason" is "refused:<code>" for a refusal."""
+
+EXIT_CODES = {
+    "sandbox-layer-unavailable": 20,
+    "timeout": 21,
+    "crashed": 22,
+    "protocol-violation": 23,
+    "plugin-error": 24,
+    "hook-not-offered": 24,
+    "load-failed": 24,
+    "spawn-failed": 25,
+}
+
+
+def register(commands: Any) -> None:
+    sub = commands.add_parser(
+        "call", help="run one hook of a bundle in the sandbox", description=HELP
+    )
+    sub.set_defaults(handler=_call)
+    sub.add_argument("directory", metavar="DIR", type=Path, help="the plugin bundle")
+    sub.add_argument("--hook", required=True, action=Once, help="hook name, e.g. inspect")
+    sub.add_argument(
+        "--args",
+        required=True,
+        action=Once,
+        metavar="JSON",
+        help="arguments, e.g. '[[\"some text\"], null]' or '{\"segments\": []}'",
+    )
+    from .plugin import add_trust_options
+
+    add_trust_options(sub)
+    sub.add_argument(
+        "--timeout-ms",
+        type=int,
+        action=Once,
+        metavar="N",
+        help="call deadline (default: the manifest's limits.timeout-ms)",
+    )
+    sub.add_argument(
+        "--sandbox",
+        choices=("strict", "best-effort"),
+        default="strict",
+        action=Once,
+        help="best-effort runs even when a layer is missing, and says so",
+    )
+
+
+def _call(args: argparse.Namespace) -> int:
+    try:
+        call_args = json.loads(args.args)
+    except json.JSONDecodeError as exc:
+        return _usage(f"--args: not valid JSON ({exc.msg})")
+    if not isinstance(call_args, list | dict):
+        return _usage("--args: give a JSON list (positional) or object (keyword arguments)")
+    if args.timeout_ms is not None and not 1 <= args.timeout_ms <= 600_000:
+        return _usage("--timeout-ms: must be between 1 and 600000")
+    from .plugin import verify_from_args
+
+    try:
+        verdict = verify_from_args(args)
+    except UsageError as exc:
+        return _usage(str(exc), exc.code)
+    if not verdict.accepted or verdict.bundle is None:
+        return _emit(
+            {
+                "ok": False,
+                "reason": f"refused:{verdict.reason.value}",
+                "message": verdict.message,
+                "hint": verdict.reason.hint,
+            },
+            verdict.exit_code,
+        )
+    timeout_ms = args.timeout_ms or verdict.bundle.manifest.limits.timeout_ms
+    return asyncio.run(_run(verdict.bundle, args, call_args, timeout_ms / 1000))
+
+
+async def _run(bundle: Any, args: argparse.Namespace, call_args: Any, timeout: float) -> int:
+    from haechi.host.sandbox import SandboxedChild, SandboxError, SandboxPolicy
+
+    child = None
+    try:
+        child = await SandboxedChild.spawn(bundle, SandboxPolicy(mode=args.sandbox))
+        result = await child.call(args.hook, call_args, timeout=timeout)
+    except SandboxError as exc:
+        family = exc.reason.split(":", 1)[0]
+        reason = f"refused:{exc.reason}" if family == "sandbox-layer-unavailable" else exc.reason
+        outcome = {"ok": False, "reason": reason, "message": exc.message}
+        if child is not None:
+            outcome["layers"] = child.layers
+            outcome["stderr"] = child.stderr.decode("utf-8", "replace")[-4000:]
+        return _emit(outcome, EXIT_CODES.get(family, 22))
+    finally:
+        if child is not None:
+            await child.close()
+    degraded = [k for k, v in child.layers.items() if v.startswith("unavailable")]
+    outcome = {"ok": True, "result": result, "layers": child.layers}
+    if degraded:
+        outcome["degraded"] = degraded
+    return _emit(outcome, 0)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$base64": base64.b64encode(value).decode("ascii")}
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _emit(outcome: dict[str, Any], code: int) -> int:
+    print(json.dumps(outcome, indent=2, default=_jsonable))
+    if not outcome["ok"]:
+        print(f"haechi: {outcome['reason']}: {printable(outcome['message'])}", file=sys.stderr)
+    return code
+
+
+def _usage(message: str, code: str = "usage-error") -> int:
+    print(f"haechi: error: {printable(message)}", file=sys.stderr)
+    print(json.dumps({"ok": False, "reason": code, "message": message}, indent=2))
+    return EXIT_USAGE

@@ -1,0 +1,18 @@
+"""Why a sandboxed call did not produce a result: one exception type, stable reason codes."""
+
+from __future__ import annotations
+
+__all__ = ["SandboxError"]
+
+
+class SandboxError(Exception):
+    """A sandbox refusal or failure. ``reason`` is stable and machine-readable.
+
+    Reasons: ``sandbox-layer-unavailable:<layer>``, ``spawn-failed``, ``load-failed``,
+    ``timeout``, ``crashed``, ``protocol-violation``, ``hook-not-offered``, ``plugin-error``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message

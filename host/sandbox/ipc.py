@@ -1,0 +1,68 @@
+"""The host end of the IPC protocol: 4-byte big-endian length, then one msgpack map.
+
+Protocol version 1 (the child's half is in ``child/_hx_boot.py``):
+
+* child -> host ``{"op": "hello", "protocol": 1, "ok": bool, "layers": {...}, "stage", "error"}``
+* host -> child ``{"op": "load", "entry": path, "files": {path: bytes}}``
+* child -> host ``{"op": "loaded", "hooks": [...]}`` or ``{"op": "load-failed", "error"}``
+* host -> child ``{"id": n, "op": "call", "hook": name, "args": list | map}``
+* child -> host ``{"id": n, "ok": true, "result": ...}`` or ``{"id": n, "ok": false, "error"}``
+
+The child is hostile: a length over the cap is refused before anything is allocated, and a
+frame that does not decode to a map is a protocol violation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import SandboxError
+
+__all__ = ["MAX_FRAME", "PROTOCOL", "FrameDecoder", "encode"]
+
+PROTOCOL = 1
+MAX_FRAME = 16 * 1024 * 1024
+_HEADER = 4
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    body: bytes = msgpack.packb(message, use_bin_type=True)
+    return len(body).to_bytes(_HEADER, "big") + body
+
+
+def _violation(message: str) -> SandboxError:
+    return SandboxError("protocol-violation", message)
+
+
+class FrameDecoder:
+    """Feed bytes as they arrive; take complete messages out."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buffer += data
+        messages = []
+        while len(self._buffer) >= _HEADER:
+            size = int.from_bytes(self._buffer[:_HEADER], "big")
+            if size > self.max_frame:
+                raise _violation(f"frame of {size} bytes exceeds the {self.max_frame}-byte cap")
+            if len(self._buffer) < _HEADER + size:
+                break
+            body = bytes(self._buffer[_HEADER : _HEADER + size])
+            del self._buffer[: _HEADER + size]
+            messages.append(self._decode(body))
+        return messages
+
+    @staticmethod
+    def _decode(body: bytes) -> dict[str, Any]:
+        try:
+            message = msgpack.unpackb(body, raw=False, strict_map_key=True)
+        except Exception as exc:  # msgpack raises several unrelated types on garbage
+            raise _violation(f"undecodable frame: {type(exc).__name__}") from None
+        if not isinstance(message, dict):
+            raise _violation("a frame is not a map")
+        return message

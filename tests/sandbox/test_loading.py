@@ -1,0 +1,95 @@
+"""The verified bytes are what runs: TOCTOU, in-memory imports, the handshake, the layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from haechi.host.sandbox import SandboxedChild, SandboxError, SandboxPolicy
+from haechi.trust import Reason, SigningKey, TrustState, verify_directory
+
+from .helpers import CORPUS, call_once, run, signed_copy, verified
+
+KEY = SigningKey.generate()
+
+
+@pytest.fixture
+def echo(tmp_path: Path) -> Path:
+    return signed_copy(CORPUS / "good" / "echo", tmp_path / "echo", KEY)
+
+
+def test_good_plugin_runs_with_every_layer(echo: Path) -> None:
+    async def scenario() -> tuple[object, dict[str, str]]:
+        child = await SandboxedChild.spawn(verified(echo, KEY), SandboxPolicy())
+        try:
+            return await child.call("inspect", [["ab", "cde"], None], timeout=2), child.layers
+        finally:
+            await child.close()
+
+    result, layers = run(scenario)
+    assert result == [{"segment": 0, "length": 2}, {"segment": 1, "length": 3}]
+    assert layers["landlock"].startswith("abi ")
+    assert {layers[k] for k in ("netns", "seccomp", "no-new-privs")} == {"on"}
+    assert layers["caps"] == "dropped"
+
+
+def test_changed_on_disk_after_verification_runs_verified_bytes(tmp_path: Path) -> None:
+    bundle_dir = signed_copy(CORPUS / "good" / "versioned", tmp_path / "v", KEY)
+    bundle = verified(bundle_dir, KEY)
+    code = bundle_dir / "plugin.py"
+    code.write_text(code.read_text().replace("verified-v1", "swapped-v2"))
+    assert run(lambda: call_once(bundle, "inspect", [[], None])) == "verified-v1"
+    # ... and again for a respawn from the same verdict, after a second change.
+    code.write_text(code.read_text().replace("swapped-v2", "swapped-v3"))
+    assert run(lambda: call_once(bundle, "inspect", [[], None])) == "verified-v1"
+    # A fresh load reads the disk again and refuses.
+    state = TrustState.from_anchors([KEY.anchor()])
+    from datetime import UTC, datetime
+
+    fresh = verify_directory(bundle_dir, state, host_version="0.1.0", now=datetime.now(UTC))
+    assert fresh.reason is Reason.TAMPERED
+
+
+def test_plugin_imports_its_own_modules_from_memory(echo: Path) -> None:
+    bundle = verified(echo, KEY)
+    (echo / "helpers" / "text.py").write_text("def describe(i, t):\n    return 'from disk'\n")
+    result = run(lambda: call_once(bundle, "inspect", [["x"], None]))
+    assert result == [{"segment": 0, "length": 1}]
+
+
+def test_hook_not_offered(echo: Path) -> None:
+    with pytest.raises(SandboxError) as info:
+        run(lambda: call_once(verified(echo, KEY), "authenticate", [{}]))
+    assert info.value.reason == "hook-not-offered"
+
+
+def test_plugin_exception_is_an_answer_not_a_crash(echo: Path) -> None:
+    async def scenario() -> object:
+        child = await SandboxedChild.spawn(verified(echo, KEY), SandboxPolicy())
+        try:
+            with pytest.raises(SandboxError) as info:
+                await child.call("inspect", [None, None], timeout=2)  # enumerate(None) raises
+            assert info.value.reason == "plugin-error"
+            assert "TypeError" in info.value.message
+            return await child.call("inspect", [["ok"], None], timeout=2)
+        finally:
+            await child.close()
+
+    assert run(scenario) == [{"segment": 0, "length": 2}]
+
+
+def test_plugin_failing_to_load(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "plugin.toml").write_text((CORPUS / "good" / "echo" / "plugin.toml").read_text())
+    (source / "plugin.py").write_text("raise RuntimeError('boom at import')\n")
+    bundle_dir = signed_copy(source, tmp_path / "b", KEY)
+    with pytest.raises(SandboxError) as info:
+        run(lambda: call_once(verified(bundle_dir, KEY), "inspect", [[], None]))
+    assert info.value.reason == "load-failed"
+    assert "boom at import" in info.value.message
+
+
+def test_policy_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="best-effort"):
+        SandboxPolicy(mode="relaxed")
