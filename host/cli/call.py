@@ -111,6 +111,8 @@ async def _run(bundle: Any, args: argparse.Namespace, call_args: Any, timeout: f
         family = exc.reason.split(":", 1)[0]
         reason = f"refused:{exc.reason}" if family == "sandbox-layer-unavailable" else exc.reason
         outcome = {"ok": False, "reason": reason, "message": exc.message}
+        if exc.layers:
+            outcome["layers"] = exc.layers
         if child is not None:
             outcome["layers"] = child.layers
             outcome["stderr"] = child.stderr.decode("utf-8", "replace")[-4000:]

@@ -12,7 +12,8 @@ class SandboxError(Exception):
     ``timeout``, ``crashed``, ``protocol-violation``, ``hook-not-offered``, ``plugin-error``.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, layers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.layers = layers or {}  # the child's layer report, when it got that far

@@ -216,11 +216,13 @@ class SandboxedChild:
         self.layers = {str(k): str(v) for k, v in dict(hello.get("layers") or {}).items()}
         if not hello.get("ok"):
             stage = str(hello.get("stage"))
-            raise await self._fatal(
+            error = await self._fatal(
                 f"sandbox-layer-unavailable:{stage}",
                 f"the kernel could not give the {stage} layer ({hello.get('error')}); refusing "
                 "to run the plugin. Set sandbox mode to best-effort only if you accept that.",
             )
+            error.layers = self.layers
+            raise error
         files = dict(bundle.files)
         await self._write(
             encode({"op": "load", "entry": bundle.manifest.entry, "files": files}),

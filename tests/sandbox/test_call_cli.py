@@ -1,0 +1,67 @@
+"""`haechi plugin call` through the real CLI: verification first, then the sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from haechi.trust import SigningKey
+from haechi.trust.signing import write_keypair
+
+from .helpers import CORPUS, signed_copy
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    key = SigningKey.generate()
+    write_keypair(tmp_path / "keys", "k", key)
+    return signed_copy(
+        CORPUS / "good" / "echo", tmp_path / "echo", key
+    ), tmp_path / "keys" / "k.pub"
+
+
+def call(cli, setup, *extra: str, args: str = '[["hello"], null]'):
+    directory, anchor = setup
+    return cli("plugin", "call", directory, "--trust", anchor, "--hook", "inspect", "--args", args,
+               *extra)  # fmt: skip
+
+
+def test_call_prints_the_result(cli, setup) -> None:
+    result = call(cli, setup)
+    assert result.code == 0
+    assert result.json["ok"] is True
+    assert result.json["result"] == [{"segment": 0, "length": 5}]
+
+
+def test_refused_bundle_never_runs(cli, setup) -> None:
+    directory, _ = setup
+    (directory / "plugin.py").write_text("import os\nos.system('touch /tmp/pwned')\n")
+    result = call(cli, setup)
+    assert (result.code, result.json["reason"]) == (11, "refused:tampered")
+    assert "layers" not in result.json
+
+
+def test_keyword_arguments(cli, setup) -> None:
+    result = call(cli, setup, args='{"segments": ["ab"], "ctx": null}')
+    assert result.json["result"] == [{"segment": 0, "length": 2}]
+
+
+def test_plugin_error_has_its_own_exit_code(cli, setup) -> None:
+    result = call(cli, setup, args="[null, null]")
+    assert (result.code, result.json["reason"]) == (24, "plugin-error")
+    assert "TypeError" in result.json["message"]
+
+
+def test_unknown_hook(cli, setup) -> None:
+    directory, anchor = setup
+    result = cli(
+        "plugin", "call", directory, "--trust", anchor, "--hook", "encrypt", "--args", "[]"
+    )
+    assert (result.code, result.json["reason"]) == (24, "hook-not-offered")
+
+
+@pytest.mark.parametrize("args", ["not json", "42", '"text"'])
+def test_bad_args_are_a_usage_error(cli, setup, args: str) -> None:
+    result = call(cli, setup, args=args)
+    assert (result.code, result.json["reason"]) == (2, "usage-error")
+    assert "--args" in result.json["message"]
