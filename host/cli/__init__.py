@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from haechi.host import __version__
 from haechi.trust._internal.encoding import printable
 
-from . import plugin, trust
+from . import doctor, plugin, trust
 from ._args import EXIT_FAILURE, EXIT_USAGE, Parser, UsageError
 
 __all__ = ["main"]
@@ -34,6 +34,7 @@ def build_parser() -> Parser:
     groups.required = True
     plugin.register(groups)
     trust.register(groups)
+    doctor.register(groups)
     return parser
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import marshal
 import os
@@ -62,13 +63,27 @@ class SandboxPolicy:
             raise ValueError(f"sandbox mode must be 'strict' or 'best-effort', not {self.mode!r}")
 
 
+@functools.cache
 def _read_only_paths() -> list[str]:
-    """The stdlib (with lib-dynload) and the SDK: the only files a plugin may read."""
+    """The stdlib (with lib-dynload) and the SDK: the only files a plugin may read.
+
+    The stdlib directory of a pyenv or source build holds the interpreter's own
+    ``site-packages``; Landlock cannot carve a hole out of a granted directory, so each entry
+    of the stdlib is granted on its own and ``site-packages`` / ``dist-packages`` are left out.
+    """
     import haechi.sdk
 
-    paths = {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+    stdlib = Path(sysconfig.get_path("stdlib")).resolve()
+    paths = {
+        str(entry)
+        for entry in stdlib.iterdir()
+        if entry.name not in ("site-packages", "dist-packages")
+    }
+    dynload = sysconfig.get_config_var("DESTSHARED")
+    if dynload and not Path(dynload).resolve().is_relative_to(stdlib):
+        paths.add(str(Path(dynload).resolve()))
     paths.add(str(Path(haechi.sdk.__file__).resolve().parent))
-    return sorted(p for p in paths if os.path.isdir(p))
+    return sorted(paths)
 
 
 def _child_config(bundle: Bundle, policy: SandboxPolicy, fd_in: int, fd_out: int) -> bytes:

@@ -100,3 +100,29 @@ def test_without_the_filter_every_layer_is_on(bundle) -> None:
     outcome = json.loads(proc.stdout)
     assert proc.returncode == 0 and "degraded" not in outcome
     assert not [v for v in outcome["layers"].values() if v.startswith("unavailable")]
+
+
+def run_doctor(*prefix: str) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [*prefix, "doctor", "--format", "json", "--calls", "50", "--spawns", "2"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_doctor_reports_every_layer() -> None:
+    code, report = run_doctor(sys.executable, "-m", "haechi.host.cli")
+    assert (code, report["complete"]) == (0, True)
+    assert report["layers"]["landlock"].startswith("abi ")
+    assert set(report["profiles"]) == {"auth", "filter", "crypto"}
+    assert "request:credentials" not in report["profiles"]["filter"]["capabilities"]
+    assert not any("site-packages" in p for p in report["profiles"]["auth"]["read_only_paths"])
+    bench = report["benchmark"]
+    assert bench["cold_spawn_ms"]["n"] == 2 and bench["call_round_trip_us"]["n"] == 50
+
+
+def test_doctor_names_a_missing_layer() -> None:
+    nr = LAYERS["landlock"][0 if MACHINE == "x86_64" else 1]
+    code, report = run_doctor(sys.executable, "-c", FILTER_HELPER, str(nr), "38")
+    assert (code, report["complete"]) == (1, False)
+    assert report["layers"]["landlock"].startswith("unavailable")

@@ -93,3 +93,29 @@ def test_plugin_failing_to_load(tmp_path: Path) -> None:
 def test_policy_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="best-effort"):
         SandboxPolicy(mode="relaxed")
+
+
+def test_interpreter_site_packages_are_not_readable(tmp_path: Path) -> None:
+    """The stdlib is granted entry by entry so its site-packages stays out of reach."""
+    import sysconfig
+
+    site = Path(sysconfig.get_path("stdlib")) / "site-packages"
+    target = next(p for p in site.rglob("*.py") if p.is_file())
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "plugin.toml").write_text((CORPUS / "good" / "echo" / "plugin.toml").read_text())
+    (source / "plugin.py").write_text(
+        "def inspect(path, ctx):\n"
+        "    try:\n"
+        "        open(path).read()\n"
+        "    except PermissionError as exc:\n"
+        "        return ['blocked', exc.errno]\n"
+        "    return ['read']\n"
+    )
+    bundle = verified(signed_copy(source, tmp_path / "b", KEY), KEY)
+    import errno
+
+    assert run(lambda: call_once(bundle, "inspect", [str(target), None])) == [
+        "blocked",
+        errno.EACCES,
+    ]
