@@ -1,0 +1,314 @@
+"""Keeping one plugin's children available: a warm pool, a bounded queue, respawn with backoff,
+a circuit breaker and a quarantine of inputs that kill children.
+
+Rules this module owns (DESIGN §3, "Supervisor"):
+
+* children are spawned at :meth:`PluginSupervisor.start`, off the request path, from the
+  verified bytes held in memory; a respawn never re-reads the disk;
+* at most ``queue_limit`` calls wait for a free child; one more is refused at once with
+  ``queue-full`` rather than queued without bound;
+* a child that times out, crashes or breaks the protocol is killed and replaced after an
+  exponential backoff (reset by a successful spawn);
+* ``breaker_threshold`` such failures within ``breaker_window`` seconds open the breaker: calls
+  are refused with ``breaker-open`` until ``breaker_cooldown`` has passed, then one probe call is
+  let through (half-open); its success closes the breaker, its failure opens it again;
+* the input of a failed call is fingerprinted with a keyed hash (never stored in clear) and
+  refused with ``quarantined`` for ``quarantine_ttl`` seconds, so one poison request does not
+  kill every child in turn;
+* every spawn, refusal, failure, kill and breaker change is reported to ``on_event``.
+
+Example::
+
+    supervisor = PluginSupervisor(verdict.bundle, SupervisorPolicy(pool_size=2), on_event=log)
+    await supervisor.start()
+    result = await supervisor.call("inspect", [["text"], None])
+    await supervisor.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from haechi.trust import Bundle
+
+from .errors import SandboxError
+from .process import SandboxedChild, SandboxPolicy
+
+__all__ = ["LifecycleEvent", "PluginSupervisor", "SupervisorPolicy"]
+
+# Failures that mean the child is gone (as opposed to an answer such as a plugin exception).
+CHILD_FATAL = frozenset({"timeout", "crashed", "protocol-violation"})
+
+
+@dataclass(frozen=True)
+class SupervisorPolicy:
+    pool_size: int = 1
+    queue_limit: int = 64
+    call_timeout: float | None = None  # None: the manifest's limits.timeout-ms
+    backoff_initial: float = 0.05
+    backoff_max: float = 5.0
+    breaker_threshold: int = 5
+    breaker_window: float = 30.0
+    breaker_cooldown: float = 10.0
+    quarantine_ttl: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.pool_size <= 64:
+            raise ValueError("pool_size must be between 1 and 64")
+        if self.queue_limit < 0 or self.breaker_threshold < 1:
+            raise ValueError("queue_limit must be >= 0 and breaker_threshold >= 1")
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """A structured event: ``kind`` is one of spawn, spawn-failed, refused, failure, kill,
+    breaker-open, breaker-half-open, breaker-closed, quarantine."""
+
+    kind: str
+    plugin: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+
+class _Breaker:
+    def __init__(self, policy: SupervisorPolicy) -> None:
+        self.policy = policy
+        self.state = "closed"
+        self.failures: deque[float] = deque()
+        self.opened_at = 0.0
+        self.probing = False
+
+    def admit(self, now: float) -> str | None:
+        """None to let the call through, or the state change to report first."""
+        if self.state == "closed":
+            return None
+        if self.state == "open" and now - self.opened_at >= self.policy.breaker_cooldown:
+            self.state = "half-open"
+            return "breaker-half-open"
+        return None
+
+    def allows(self) -> bool:
+        if self.state == "closed":
+            return True
+        if self.state == "half-open" and not self.probing:
+            self.probing = True
+            return True
+        return False
+
+    def success(self) -> bool:
+        """Record a good call; True when that closed the breaker."""
+        if self.state == "half-open":
+            self.state, self.probing = "closed", False
+            self.failures.clear()
+            return True
+        return False
+
+    def failure(self, now: float) -> bool:
+        """Record a fatal failure; True when that opened the breaker."""
+        if self.state == "half-open":
+            self.state, self.probing, self.opened_at = "open", False, now
+            return True
+        self.failures.append(now)
+        while self.failures and now - self.failures[0] > self.policy.breaker_window:
+            self.failures.popleft()
+        if self.state == "closed" and len(self.failures) >= self.policy.breaker_threshold:
+            self.state, self.opened_at = "open", now
+            return True
+        return False
+
+
+class PluginSupervisor:
+    """Runs calls for one verified plugin on a pool of sandboxed children."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        policy: SupervisorPolicy | None = None,
+        sandbox: SandboxPolicy | None = None,
+        on_event: Callable[[LifecycleEvent], None] | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.policy = policy or SupervisorPolicy()
+        self.sandbox = sandbox or SandboxPolicy()
+        self.plugin = bundle.manifest.id
+        self._on_event = on_event or (lambda event: None)
+        self._idle: asyncio.Queue[SandboxedChild] = asyncio.Queue()
+        self._children: set[SandboxedChild] = set()
+        self._waiting = 0
+        self._breaker = _Breaker(self.policy)
+        self._quarantine: dict[bytes, float] = {}
+        self._key = secrets.token_bytes(32)
+        self._backoff = self.policy.backoff_initial
+        self._respawns: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._timeout = self.policy.call_timeout or bundle.manifest.limits.timeout_ms / 1000
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Spawn the warm pool; raises the first spawn's SandboxError if none could start."""
+        results = await asyncio.gather(
+            *(self._spawn_one() for _ in range(self.policy.pool_size)), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if len(errors) == len(results):
+            raise errors[0]
+        for _ in errors:
+            self._schedule_respawn()
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._respawns):
+            task.cancel()
+        for child in list(self._children):
+            await child.close()
+        self._children.clear()
+
+    @property
+    def breaker_state(self) -> str:
+        return self._breaker.state
+
+    def _emit(self, kind: str, **detail: Any) -> None:
+        self._on_event(LifecycleEvent(kind, self.plugin, detail))
+
+    async def _spawn_one(self) -> None:
+        try:
+            child = await SandboxedChild.spawn(self.bundle, self.sandbox)
+        except SandboxError as exc:
+            self._emit("spawn-failed", reason=exc.reason, message=exc.message)
+            raise
+        if self._closed:
+            await child.close()
+            return
+        self._backoff = self.policy.backoff_initial
+        self._children.add(child)
+        self._idle.put_nowait(child)
+        self._emit("spawn", pid=child.process.pid, layers=child.layers)
+
+    def _schedule_respawn(self) -> None:
+        if self._closed:
+            return
+        delay, self._backoff = self._backoff, min(self._backoff * 2, self.policy.backoff_max)
+        task = asyncio.get_running_loop().create_task(self._respawn_after(delay))
+        self._respawns.add(task)
+        task.add_done_callback(self._respawns.discard)
+
+    async def _respawn_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self._spawn_one()
+        except SandboxError:
+            self._schedule_respawn()
+
+    # --- calls -------------------------------------------------------------------------------
+
+    async def call(self, hook: str, args: Any) -> Any:
+        """Run one call; every failure is a :class:`SandboxError` with a stable reason."""
+        if self._closed:
+            raise self._refuse("closed", "the plugin has been unloaded")
+        now = time.monotonic()
+        fingerprint = self._fingerprint(hook, args)
+        if self._quarantined(fingerprint, now):
+            raise self._refuse(
+                "quarantined", "this input made a child fail recently; it is refused for a while"
+            )
+        change = self._breaker.admit(now)
+        if change:
+            self._emit(change)
+        if not self._breaker.allows():
+            raise self._refuse(
+                "breaker-open",
+                f"{self.plugin} failed repeatedly; calls are refused until a probe succeeds",
+            )
+        child = await self._acquire()
+        try:
+            result = await child.call(hook, args, timeout=self._timeout)
+        except SandboxError as exc:
+            await self._failed(child, exc, fingerprint)
+            raise
+        except BaseException:
+            await self._drop(child)  # cancelled mid-call: the child's state is unknown
+            raise
+        self._idle.put_nowait(child)
+        if self._breaker.success():
+            self._emit("breaker-closed")
+        return result
+
+    def _refuse(self, reason: str, message: str) -> SandboxError:
+        self._emit("refused", reason=reason)
+        if reason != "breaker-open" and self._breaker.probing:
+            self._breaker.probing = False  # the probe never ran; let the next call probe
+        return SandboxError(reason, message)
+
+    async def _acquire(self) -> SandboxedChild:
+        if self._idle.empty() and self._waiting >= self.policy.queue_limit:
+            raise self._refuse(
+                "queue-full",
+                f"{self._waiting} calls are already waiting for {self.plugin}; try again later",
+            )
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(self._timeout + self.sandbox.spawn_timeout):
+                return await self._idle.get()
+        except TimeoutError:
+            raise self._refuse(
+                "queue-timeout", f"no child of {self.plugin} became free in time"
+            ) from None
+        finally:
+            self._waiting -= 1
+
+    async def _failed(self, child: SandboxedChild, error: SandboxError, fingerprint: bytes) -> None:
+        if error.reason not in CHILD_FATAL:
+            self._idle.put_nowait(child)  # the plugin answered with an error: child is fine
+            if self._breaker.success():
+                self._emit("breaker-closed")
+            return
+        now = time.monotonic()
+        self._emit("failure", reason=error.reason, pid=child.process.pid)
+        self._quarantine[fingerprint] = now + self.policy.quarantine_ttl
+        self._emit(
+            "quarantine", fingerprint=fingerprint.hex()[:16], seconds=self.policy.quarantine_ttl
+        )
+        if self._breaker.failure(now):
+            self._emit("breaker-open", failures=len(self._breaker.failures))
+        await self._drop(child)
+
+    async def _drop(self, child: SandboxedChild) -> None:
+        self._children.discard(child)
+        await child.kill()
+        self._emit("kill", pid=child.process.pid, how=child.exit_description())
+        self._schedule_respawn()
+
+    def _fingerprint(self, hook: str, args: Any) -> bytes:
+        try:
+            data = msgpack.packb([hook, args], use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):
+            data = repr((hook, args)).encode("utf-8", "replace")
+        return hmac.new(self._key, data, hashlib.sha256).digest()
+
+    def _quarantined(self, fingerprint: bytes, now: float) -> bool:
+        expiry = self._quarantine.get(fingerprint)
+        if expiry is None:
+            return False
+        if now >= expiry:
+            del self._quarantine[fingerprint]
+            return False
+        return True
+
+    async def __aenter__(self) -> PluginSupervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.close()

@@ -1,0 +1,181 @@
+"""Supervisor behaviour with real children: timeouts, respawn, breaker, quarantine, load."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from haechi.host.sandbox import SandboxError
+from haechi.host.sandbox.supervisor import LifecycleEvent, PluginSupervisor, SupervisorPolicy
+from haechi.trust import SigningKey
+
+from .helpers import CORPUS, run, signed_copy, verified
+
+KEY = SigningKey.generate()
+
+
+@pytest.fixture
+def moody(tmp_path: Path) -> Path:
+    return signed_copy(CORPUS / "behaviours" / "moody", tmp_path / "moody", KEY)
+
+
+def kinds(events: list[LifecycleEvent]) -> list[str]:
+    return [e.kind for e in events]
+
+
+async def until(predicate, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def test_timeout_kills_and_respawns(moody: Path) -> None:
+    events: list[LifecycleEvent] = []
+
+    async def scenario() -> object:
+        async with PluginSupervisor(verified(moody, KEY), on_event=events.append) as sup:
+            with pytest.raises(SandboxError) as info:
+                await sup.call("inspect", [["sleep"], None])
+            assert info.value.reason == "timeout"
+            await until(lambda: kinds(events).count("spawn") == 2)
+            return await sup.call("inspect", [["hi"], None])
+
+    assert run(scenario) == ["verified-moody", "hi"]
+    assert kinds(events)[:5] == ["spawn", "failure", "quarantine", "kill", "spawn"]
+    assert events[1].detail["reason"] == "timeout"
+
+
+def test_respawn_uses_the_verified_bytes(moody: Path) -> None:
+    async def scenario() -> object:
+        async with PluginSupervisor(verified(moody, KEY)) as sup:
+            code = moody / "plugin.py"
+            code.write_text(code.read_text().replace("verified-moody", "swapped-on-disk"))
+            with pytest.raises(SandboxError):
+                await sup.call("inspect", [["crash:1"], None])
+            await until(lambda: sup._idle.qsize() == 1)
+            return await sup.call("inspect", [["after"], None])
+
+    assert run(scenario) == ["verified-moody", "after"]
+
+
+def test_poison_input_is_quarantined(moody: Path) -> None:
+    events: list[LifecycleEvent] = []
+
+    async def scenario() -> None:
+        async with PluginSupervisor(verified(moody, KEY), on_event=events.append) as sup:
+            with pytest.raises(SandboxError) as first:
+                await sup.call("inspect", [["crash:poison"], None])
+            assert first.value.reason == "crashed"
+            failures = kinds(events).count("failure")
+            with pytest.raises(SandboxError) as again:
+                await sup.call("inspect", [["crash:poison"], None])
+            assert again.value.reason == "quarantined"
+            assert kinds(events).count("failure") == failures, "no second child was killed"
+            await until(lambda: sup._idle.qsize() == 1)
+            assert await sup.call("inspect", [["fine"], None]) == ["verified-moody", "fine"]
+
+    run(scenario)
+    assert not any("poison" in repr(e.detail) for e in events), "inputs never appear in events"
+
+
+def test_plugin_exception_does_not_count_as_a_crash(moody: Path) -> None:
+    events: list[LifecycleEvent] = []
+
+    async def scenario() -> None:
+        policy = SupervisorPolicy(breaker_threshold=1)
+        async with PluginSupervisor(verified(moody, KEY), policy, on_event=events.append) as sup:
+            for _ in range(3):
+                with pytest.raises(SandboxError) as info:
+                    await sup.call("inspect", [["raise"], None])
+                assert info.value.reason == "plugin-error"
+            assert sup.breaker_state == "closed"
+
+    run(scenario)
+    assert kinds(events) == ["spawn"]
+
+
+def test_breaker_opens_half_opens_and_closes(moody: Path) -> None:
+    events: list[LifecycleEvent] = []
+    policy = SupervisorPolicy(breaker_threshold=3, breaker_window=60, breaker_cooldown=0.3)
+
+    async def scenario() -> None:
+        async with PluginSupervisor(verified(moody, KEY), policy, on_event=events.append) as sup:
+            for n in range(3):
+                await until(lambda: sup._idle.qsize() == 1)
+                with pytest.raises(SandboxError):
+                    await sup.call("inspect", [[f"crash:{n}"], None])
+            assert sup.breaker_state == "open"
+            with pytest.raises(SandboxError) as refused:
+                await sup.call("inspect", [["fine"], None])
+            assert refused.value.reason == "breaker-open"
+            await asyncio.sleep(0.35)
+            await until(lambda: sup._idle.qsize() == 1)
+            assert await sup.call("inspect", [["probe"], None]) == ["verified-moody", "probe"]
+            assert sup.breaker_state == "closed"
+
+    run(scenario)
+    sequence = [k for k in kinds(events) if k.startswith("breaker")]
+    assert sequence == ["breaker-open", "breaker-half-open", "breaker-closed"]
+
+
+def test_failed_probe_reopens_the_breaker(moody: Path) -> None:
+    policy = SupervisorPolicy(breaker_threshold=1, breaker_cooldown=0.2)
+
+    async def scenario() -> None:
+        async with PluginSupervisor(verified(moody, KEY), policy) as sup:
+            with pytest.raises(SandboxError):
+                await sup.call("inspect", [["crash:a"], None])
+            await asyncio.sleep(0.25)
+            await until(lambda: sup._idle.qsize() == 1)
+            with pytest.raises(SandboxError) as probe:
+                await sup.call("inspect", [["crash:b"], None])
+            assert probe.value.reason == "crashed"
+            assert sup.breaker_state == "open"
+
+    run(scenario)
+
+
+def test_full_queue_is_refused_at_once(moody: Path) -> None:
+    policy = SupervisorPolicy(pool_size=1, queue_limit=2)
+
+    async def scenario() -> list[object]:
+        async with PluginSupervisor(verified(moody, KEY), policy) as sup:
+            calls = [sup.call("inspect", [["slow"], None]) for _ in range(6)]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = run(scenario)
+    refused = [o for o in outcomes if isinstance(o, SandboxError)]
+    assert {o.reason for o in refused} == {"queue-full"}
+    assert len(refused) == 3  # one running, two waiting, three refused
+    assert outcomes.count(["verified-moody", "slow"]) == 3
+
+
+def test_500_calls_from_200_tasks_none_lost_none_hanging(moody: Path) -> None:
+    policy = SupervisorPolicy(pool_size=2, queue_limit=100)
+
+    async def scenario() -> list[object]:
+        async with PluginSupervisor(verified(moody, KEY), policy) as sup:
+
+            async def worker(index: int, count: int) -> list[object]:
+                results: list[object] = []
+                for n in range(count):
+                    try:
+                        results.append(await sup.call("inspect", [[f"w{index}-{n}"], None]))
+                    except SandboxError as exc:
+                        results.append(exc.reason)
+                return results
+
+            counts = [3 if i < 100 else 2 for i in range(200)]  # 300 + 200 = 500 calls
+            async with asyncio.timeout(120):
+                batches = await asyncio.gather(*(worker(i, c) for i, c in enumerate(counts)))
+            return [r for batch in batches for r in batch]
+
+    outcomes = run(scenario)
+    assert len(outcomes) == 500
+    answered = [o for o in outcomes if isinstance(o, list)]
+    explicit = [o for o in outcomes if isinstance(o, str)]
+    assert len(answered) + len(explicit) == 500
+    assert set(explicit) <= {"queue-full"}
+    assert all(o[0] == "verified-moody" for o in answered)
+    assert len({o[1] for o in answered}) == len(answered), "each answer matches its own call"
