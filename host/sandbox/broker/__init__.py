@@ -1,0 +1,1 @@
+"""Host functions a sandboxed plugin may call, one module per capability family."""
