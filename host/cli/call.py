@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -69,6 +70,20 @@ def register(commands: Any) -> None:
         action=Once,
         help="best-effort runs even when a layer is missing, and says so",
     )
+    sub.add_argument(
+        "--secrets",
+        type=Path,
+        action=Once,
+        metavar="FILE",
+        help='TOML file of name = "value" secrets (mode 0600) for secrets:read',
+    )
+    sub.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="let net:fetch reach this otherwise refused network (repeatable)",
+    )
 
 
 def _call(args: argparse.Namespace) -> int:
@@ -96,16 +111,47 @@ def _call(args: argparse.Namespace) -> int:
             },
             verdict.exit_code,
         )
+    try:
+        secrets = _load_secrets(args.secrets)
+        networks = [str(ipaddress.ip_network(n, strict=False)) for n in args.allow_network]
+    except UsageError as exc:
+        return _usage(str(exc))
+    except ValueError as exc:
+        return _usage(f"--allow-network: {exc}")
+    from haechi.host.sandbox.broker import Broker
+
+    broker = Broker(verdict.bundle.manifest, secrets=secrets, allow_networks=tuple(networks))
     timeout_ms = args.timeout_ms or verdict.bundle.manifest.limits.timeout_ms
-    return asyncio.run(_run(verdict.bundle, args, call_args, timeout_ms / 1000))
+    return asyncio.run(_run(verdict.bundle, args, call_args, timeout_ms / 1000, broker))
 
 
-async def _run(bundle: Any, args: argparse.Namespace, call_args: Any, timeout: float) -> int:
+def _load_secrets(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    from haechi.trust._internal.encoding import DecodeError, load_toml
+    from haechi.trust._internal.files import FileReadError, read_regular
+
+    try:
+        data, mode = read_regular(path, limit=1024 * 1024, what="secrets")
+        table = load_toml(data)
+    except (FileReadError, DecodeError) as exc:
+        raise UsageError(f"--secrets: {exc}") from None
+    if mode & 0o077:
+        raise UsageError(f"--secrets: {path} is readable by other users; run chmod 600 {path}")
+    bad = [k for k, v in table.items() if not isinstance(v, str)]
+    if bad:
+        raise UsageError(f"--secrets: {printable(bad[0])}: values must be strings")
+    return table
+
+
+async def _run(
+    bundle: Any, args: argparse.Namespace, call_args: Any, timeout: float, broker: Any
+) -> int:
     from haechi.host.sandbox import SandboxedChild, SandboxError, SandboxPolicy
 
     child = None
     try:
-        child = await SandboxedChild.spawn(bundle, SandboxPolicy(mode=args.sandbox))
+        child = await SandboxedChild.spawn(bundle, SandboxPolicy(mode=args.sandbox), broker)
         result = await child.call(args.hook, call_args, timeout=timeout)
     except SandboxError as exc:
         family = exc.reason.split(":", 1)[0]

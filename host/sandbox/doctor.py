@@ -99,7 +99,7 @@ async def _measure(spawns: int, calls: int) -> tuple[dict[str, str], list[float]
         layers = child.layers
         await child.close()
     child = await SandboxedChild.spawn(bundle, policy)
-    payload = [["x" * 1024], None]
+    payload = [["x" * 1024]]
     call_us: list[float] = []
     try:
         for _ in range(calls):

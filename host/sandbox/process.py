@@ -163,15 +163,24 @@ class SandboxedChild:
         self._stderr = bytearray()
         self._stderr_total = 0
         self._stderr_task: asyncio.Task[None] | None = None
+        self._capability_task: asyncio.Task[None] | None = None
+        self.broker: Any = None  # set by spawn(); answers the child's capability requests
         self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    async def spawn(cls, bundle: Bundle, policy: SandboxPolicy | None = None) -> SandboxedChild:
-        """Spawn, check the layer report, send the verified bytes, wait until loaded."""
+    async def spawn(
+        cls, bundle: Bundle, policy: SandboxPolicy | None = None, broker: Any = None
+    ) -> SandboxedChild:
+        """Spawn, check the layer report, send the verified bytes, wait until loaded.
+
+        ``broker`` (a :class:`~haechi.host.sandbox.broker.Broker`) answers capability
+        requests; without one, the plugin gets none.
+        """
         policy = policy or SandboxPolicy()
         child = await cls._start(bundle, policy)
+        child.broker = broker
         try:
             async with asyncio.timeout(policy.spawn_timeout):
                 await child._handshake(bundle)
@@ -279,6 +288,8 @@ class SandboxedChild:
         await self.process.wait()
         if self._writer is not None:
             self._writer.close()
+        if self._capability_task is not None:
+            self._capability_task.cancel()
         if self._stderr_task is not None:
             self._stderr_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -341,6 +352,9 @@ class SandboxedChild:
             self._dispatch(message)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("op") == "cap":
+            self._capability_request(message)
+            return
         if "op" in message and "id" not in message:
             if self.hooks:  # control frames only during start-up
                 self._violate(SandboxError("protocol-violation", "control frame after load"))
@@ -357,6 +371,32 @@ class SandboxedChild:
             )
             return
         future.set_result(message)
+
+    def _capability_request(self, message: dict[str, Any]) -> None:
+        # Only while a call runs (its deadline then covers the broker's work too), one at a
+        # time: the child is serial, so a second request in flight is not ours.
+        if not self._pending or self._capability_task is not None:
+            self._violate(SandboxError("protocol-violation", "capability request outside a call"))
+            return
+        self._capability_task = asyncio.get_running_loop().create_task(self._answer(message))
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        cid = message.get("cid")
+        try:
+            if self.broker is None:
+                raise SandboxError("capability-not-declared", "no capabilities are brokered here")
+            result = await self.broker.handle(message.get("cap"), message.get("args"))
+            reply: dict[str, Any] = {"cid": cid, "ok": True, "result": result}
+        except SandboxError as exc:
+            reply = {
+                "cid": cid,
+                "ok": False,
+                "error": {"reason": exc.reason, "message": exc.message},
+            }
+        finally:
+            self._capability_task = None
+        with contextlib.suppress(SandboxError, ConnectionError):
+            await self._write(encode(reply))
 
     def _violate(self, error: SandboxError) -> None:
         """A hostile child: remember why, fail every call, kill the process group."""

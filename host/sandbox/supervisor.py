@@ -136,8 +136,10 @@ class PluginSupervisor:
         policy: SupervisorPolicy | None = None,
         sandbox: SandboxPolicy | None = None,
         on_event: Callable[[LifecycleEvent], None] | None = None,
+        broker: Any = None,
     ) -> None:
         self.bundle = bundle
+        self.broker = broker
         self.policy = policy or SupervisorPolicy()
         self.sandbox = sandbox or SandboxPolicy()
         self.plugin = bundle.manifest.id
@@ -183,7 +185,7 @@ class PluginSupervisor:
 
     async def _spawn_one(self) -> None:
         try:
-            child = await SandboxedChild.spawn(self.bundle, self.sandbox)
+            child = await SandboxedChild.spawn(self.bundle, self.sandbox, self.broker)
         except SandboxError as exc:
             self._emit("spawn-failed", reason=exc.reason, message=exc.message)
             raise

@@ -20,7 +20,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
     ), tmp_path / "keys" / "k.pub"
 
 
-def call(cli, setup, *extra: str, args: str = '[["hello"], null]'):
+def call(cli, setup, *extra: str, args: str = '[["hello"]]'):
     directory, anchor = setup
     return cli("plugin", "call", directory, "--trust", anchor, "--hook", "inspect", "--args", args,
                *extra)  # fmt: skip
@@ -42,12 +42,12 @@ def test_refused_bundle_never_runs(cli, setup) -> None:
 
 
 def test_keyword_arguments(cli, setup) -> None:
-    result = call(cli, setup, args='{"segments": ["ab"], "ctx": null}')
+    result = call(cli, setup, args='{"segments": ["ab"]}')
     assert result.json["result"] == [{"segment": 0, "length": 2}]
 
 
 def test_plugin_error_has_its_own_exit_code(cli, setup) -> None:
-    result = call(cli, setup, args="[null, null]")
+    result = call(cli, setup, args="[null]")
     assert (result.code, result.json["reason"]) == (24, "plugin-error")
     assert "TypeError" in result.json["message"]
 
@@ -65,3 +65,24 @@ def test_bad_args_are_a_usage_error(cli, setup, args: str) -> None:
     result = call(cli, setup, args=args)
     assert (result.code, result.json["reason"]) == (2, "usage-error")
     assert "--args" in result.json["message"]
+
+
+def test_secrets_file_feeds_secrets_read(cli, tmp_path: Path) -> None:
+    from haechi.trust import SigningKey
+    from haechi.trust.signing import write_keypair
+
+    key = SigningKey.generate()
+    write_keypair(tmp_path / "keys", "k", key)
+    bundle = signed_copy(CORPUS / "behaviours" / "broker-user", tmp_path / "user", key)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('api-token = "tok-123"\n')
+    secrets.chmod(0o600)
+    caps = ["secrets:read:api-token", "state:kv", "net:fetch:jwks.test"]
+    allow = [arg for cap in caps for arg in ("--allow-capability", cap)]
+    base = ["plugin", "call", bundle, "--trust", tmp_path / "keys" / "k.pub", *allow,
+            "--hook", "inspect", "--args", '[["secret", "api-token"]]']  # fmt: skip
+    result = cli(*base, "--secrets", secrets)
+    assert (result.code, result.json["result"]) == (0, ["ok", "tok-123"])
+    secrets.chmod(0o644)
+    loose = cli(*base, "--secrets", secrets)
+    assert loose.code == 2 and "chmod 600" in loose.json["message"]

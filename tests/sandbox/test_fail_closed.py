@@ -65,7 +65,7 @@ def call_without(layer: str, bundle: tuple[Path, Path], *extra: str) -> tuple[in
     proc = subprocess.run(
         [sys.executable, "-c", FILTER_HELPER, str(nr), str(err),
          "plugin", "call", str(directory), "--trust", str(anchor),
-         "--hook", "inspect", "--args", '[["abc"], null]', *extra],
+         "--hook", "inspect", "--args", '[["abc"]]', *extra],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     return proc.returncode, json.loads(proc.stdout)
@@ -94,7 +94,7 @@ def test_without_the_filter_every_layer_is_on(bundle) -> None:
     directory, anchor = bundle
     proc = subprocess.run(
         [sys.executable, "-m", "haechi.host.cli", "plugin", "call", str(directory),
-         "--trust", str(anchor), "--hook", "inspect", "--args", '[["abc"], null]'],
+         "--trust", str(anchor), "--hook", "inspect", "--args", '[["abc"]]'],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     outcome = json.loads(proc.stdout)

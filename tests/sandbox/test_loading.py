@@ -22,7 +22,7 @@ def test_good_plugin_runs_with_every_layer(echo: Path) -> None:
     async def scenario() -> tuple[object, dict[str, str]]:
         child = await SandboxedChild.spawn(verified(echo, KEY), SandboxPolicy())
         try:
-            return await child.call("inspect", [["ab", "cde"], None], timeout=2), child.layers
+            return await child.call("inspect", [["ab", "cde"]], timeout=2), child.layers
         finally:
             await child.close()
 
@@ -38,10 +38,10 @@ def test_changed_on_disk_after_verification_runs_verified_bytes(tmp_path: Path) 
     bundle = verified(bundle_dir, KEY)
     code = bundle_dir / "plugin.py"
     code.write_text(code.read_text().replace("verified-v1", "swapped-v2"))
-    assert run(lambda: call_once(bundle, "inspect", [[], None])) == "verified-v1"
+    assert run(lambda: call_once(bundle, "inspect", [[]])) == "verified-v1"
     # ... and again for a respawn from the same verdict, after a second change.
     code.write_text(code.read_text().replace("swapped-v2", "swapped-v3"))
-    assert run(lambda: call_once(bundle, "inspect", [[], None])) == "verified-v1"
+    assert run(lambda: call_once(bundle, "inspect", [[]])) == "verified-v1"
     # A fresh load reads the disk again and refuses.
     state = TrustState.from_anchors([KEY.anchor()])
     from datetime import UTC, datetime
@@ -53,7 +53,7 @@ def test_changed_on_disk_after_verification_runs_verified_bytes(tmp_path: Path) 
 def test_plugin_imports_its_own_modules_from_memory(echo: Path) -> None:
     bundle = verified(echo, KEY)
     (echo / "helpers" / "text.py").write_text("def describe(i, t):\n    return 'from disk'\n")
-    result = run(lambda: call_once(bundle, "inspect", [["x"], None]))
+    result = run(lambda: call_once(bundle, "inspect", [["x"]]))
     assert result == [{"segment": 0, "length": 1}]
 
 
@@ -68,10 +68,10 @@ def test_plugin_exception_is_an_answer_not_a_crash(echo: Path) -> None:
         child = await SandboxedChild.spawn(verified(echo, KEY), SandboxPolicy())
         try:
             with pytest.raises(SandboxError) as info:
-                await child.call("inspect", [None, None], timeout=2)  # enumerate(None) raises
+                await child.call("inspect", [None], timeout=2)  # enumerate(None) raises
             assert info.value.reason == "plugin-error"
             assert "TypeError" in info.value.message
-            return await child.call("inspect", [["ok"], None], timeout=2)
+            return await child.call("inspect", [["ok"]], timeout=2)
         finally:
             await child.close()
 
@@ -85,7 +85,7 @@ def test_plugin_failing_to_load(tmp_path: Path) -> None:
     (source / "plugin.py").write_text("raise RuntimeError('boom at import')\n")
     bundle_dir = signed_copy(source, tmp_path / "b", KEY)
     with pytest.raises(SandboxError) as info:
-        run(lambda: call_once(verified(bundle_dir, KEY), "inspect", [[], None]))
+        run(lambda: call_once(verified(bundle_dir, KEY), "inspect", [[]]))
     assert info.value.reason == "load-failed"
     assert "boom at import" in info.value.message
 
@@ -115,7 +115,7 @@ def test_interpreter_site_packages_are_not_readable(tmp_path: Path) -> None:
     bundle = verified(signed_copy(source, tmp_path / "b", KEY), KEY)
     import errno
 
-    assert run(lambda: call_once(bundle, "inspect", [str(target), None])) == [
+    assert run(lambda: call_once(bundle, "inspect", [str(target)])) == [
         "blocked",
         errno.EACCES,
     ]

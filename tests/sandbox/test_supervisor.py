@@ -36,10 +36,10 @@ def test_timeout_kills_and_respawns(moody: Path) -> None:
     async def scenario() -> object:
         async with PluginSupervisor(verified(moody, KEY), on_event=events.append) as sup:
             with pytest.raises(SandboxError) as info:
-                await sup.call("inspect", [["sleep"], None])
+                await sup.call("inspect", [["sleep"]])
             assert info.value.reason == "timeout"
             await until(lambda: kinds(events).count("spawn") == 2)
-            return await sup.call("inspect", [["hi"], None])
+            return await sup.call("inspect", [["hi"]])
 
     assert run(scenario) == ["verified-moody", "hi"]
     assert kinds(events)[:5] == ["spawn", "failure", "quarantine", "kill", "spawn"]
@@ -52,9 +52,9 @@ def test_respawn_uses_the_verified_bytes(moody: Path) -> None:
             code = moody / "plugin.py"
             code.write_text(code.read_text().replace("verified-moody", "swapped-on-disk"))
             with pytest.raises(SandboxError):
-                await sup.call("inspect", [["crash:1"], None])
+                await sup.call("inspect", [["crash:1"]])
             await until(lambda: sup._idle.qsize() == 1)
-            return await sup.call("inspect", [["after"], None])
+            return await sup.call("inspect", [["after"]])
 
     assert run(scenario) == ["verified-moody", "after"]
 
@@ -65,15 +65,15 @@ def test_poison_input_is_quarantined(moody: Path) -> None:
     async def scenario() -> None:
         async with PluginSupervisor(verified(moody, KEY), on_event=events.append) as sup:
             with pytest.raises(SandboxError) as first:
-                await sup.call("inspect", [["crash:poison"], None])
+                await sup.call("inspect", [["crash:poison"]])
             assert first.value.reason == "crashed"
             failures = kinds(events).count("failure")
             with pytest.raises(SandboxError) as again:
-                await sup.call("inspect", [["crash:poison"], None])
+                await sup.call("inspect", [["crash:poison"]])
             assert again.value.reason == "quarantined"
             assert kinds(events).count("failure") == failures, "no second child was killed"
             await until(lambda: sup._idle.qsize() == 1)
-            assert await sup.call("inspect", [["fine"], None]) == ["verified-moody", "fine"]
+            assert await sup.call("inspect", [["fine"]]) == ["verified-moody", "fine"]
 
     run(scenario)
     assert not any("poison" in repr(e.detail) for e in events), "inputs never appear in events"
@@ -87,7 +87,7 @@ def test_plugin_exception_does_not_count_as_a_crash(moody: Path) -> None:
         async with PluginSupervisor(verified(moody, KEY), policy, on_event=events.append) as sup:
             for _ in range(3):
                 with pytest.raises(SandboxError) as info:
-                    await sup.call("inspect", [["raise"], None])
+                    await sup.call("inspect", [["raise"]])
                 assert info.value.reason == "plugin-error"
             assert sup.breaker_state == "closed"
 
@@ -104,14 +104,14 @@ def test_breaker_opens_half_opens_and_closes(moody: Path) -> None:
             for n in range(3):
                 await until(lambda: sup._idle.qsize() == 1)
                 with pytest.raises(SandboxError):
-                    await sup.call("inspect", [[f"crash:{n}"], None])
+                    await sup.call("inspect", [[f"crash:{n}"]])
             assert sup.breaker_state == "open"
             with pytest.raises(SandboxError) as refused:
-                await sup.call("inspect", [["fine"], None])
+                await sup.call("inspect", [["fine"]])
             assert refused.value.reason == "breaker-open"
             await asyncio.sleep(0.35)
             await until(lambda: sup._idle.qsize() == 1)
-            assert await sup.call("inspect", [["probe"], None]) == ["verified-moody", "probe"]
+            assert await sup.call("inspect", [["probe"]]) == ["verified-moody", "probe"]
             assert sup.breaker_state == "closed"
 
     run(scenario)
@@ -125,11 +125,11 @@ def test_failed_probe_reopens_the_breaker(moody: Path) -> None:
     async def scenario() -> None:
         async with PluginSupervisor(verified(moody, KEY), policy) as sup:
             with pytest.raises(SandboxError):
-                await sup.call("inspect", [["crash:a"], None])
+                await sup.call("inspect", [["crash:a"]])
             await asyncio.sleep(0.25)
             await until(lambda: sup._idle.qsize() == 1)
             with pytest.raises(SandboxError) as probe:
-                await sup.call("inspect", [["crash:b"], None])
+                await sup.call("inspect", [["crash:b"]])
             assert probe.value.reason == "crashed"
             assert sup.breaker_state == "open"
 
@@ -141,7 +141,7 @@ def test_full_queue_is_refused_at_once(moody: Path) -> None:
 
     async def scenario() -> list[object]:
         async with PluginSupervisor(verified(moody, KEY), policy) as sup:
-            calls = [sup.call("inspect", [["slow"], None]) for _ in range(6)]
+            calls = [sup.call("inspect", [["slow"]]) for _ in range(6)]
             return await asyncio.gather(*calls, return_exceptions=True)
 
     outcomes = run(scenario)
@@ -161,7 +161,7 @@ def test_500_calls_from_200_tasks_none_lost_none_hanging(moody: Path) -> None:
                 results: list[object] = []
                 for n in range(count):
                     try:
-                        results.append(await sup.call("inspect", [[f"w{index}-{n}"], None]))
+                        results.append(await sup.call("inspect", [[f"w{index}-{n}"]]))
                     except SandboxError as exc:
                         results.append(exc.reason)
                 return results

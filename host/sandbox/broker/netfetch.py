@@ -25,7 +25,6 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -250,12 +249,3 @@ def _grant(capability: str) -> tuple[str, int | None]:
     host = capability.removeprefix("net:fetch:")
     name, _, port = host.partition(":")
     return name, int(port) if port else None
-
-
-def describe(result: FetchResult) -> dict[str, Any]:
-    return {
-        "status": result.status,
-        "headers": result.headers,
-        "body": result.body,
-        "url": result.url,
-    }

@@ -201,6 +201,59 @@ class _BundleFinder:
         exec(compile(data, f"<plugin>/{path}", "exec"), module.__dict__)  # noqa: S102
 
 
+class CapabilityError(Exception):
+    """The host refused a capability request; ``reason`` says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+class _KV:
+    def __init__(self, ctx: "Context") -> None:
+        self._ctx = ctx
+
+    def get(self, key):
+        return self._ctx._request("kv", {"op": "get", "key": key})
+
+    def set(self, key, value) -> None:
+        self._ctx._request("kv", {"op": "set", "key": key, "value": value})
+
+    def delete(self, key) -> bool:
+        return self._ctx._request("kv", {"op": "delete", "key": key})
+
+
+class Context:
+    """What a hook receives as ``ctx``: every method is a request to the host's broker."""
+
+    def __init__(self, channel: "Channel") -> None:
+        self._channel = channel
+        self._next = 0
+        self.kv = _KV(self)
+
+    def secret(self, name):
+        return self._request("secret", {"name": name})
+
+    def fetch(self, url, method="GET", body=None, headers=None):
+        return self._request(
+            "fetch", {"url": url, "method": method, "body": body, "headers": headers or {}}
+        )
+
+    def log(self, message) -> None:
+        print(str(message)[:2000], file=sys.stderr)
+
+    def _request(self, cap: str, args: dict):
+        self._next += 1
+        self._channel.send({"op": "cap", "cid": self._next, "cap": cap, "args": args})
+        reply = self._channel.receive()
+        if reply.get("cid") != self._next:
+            raise EOFError("unexpected frame while waiting for the broker")
+        if reply.get("ok"):
+            return reply.get("result")
+        error = reply.get("error") or {}
+        raise CapabilityError(str(error.get("reason")), str(error.get("message")))
+
+
 def _load(message: dict, hook_names: list) -> tuple[dict, list]:
     files = message["files"]
     sys.meta_path.append(_BundleFinder(files))
@@ -211,6 +264,8 @@ def _load(message: dict, hook_names: list) -> tuple[dict, list]:
 
 
 def _serve(channel: Channel, namespace: dict, hooks: list) -> None:
+    ctx = Context(channel)
+    namespace["CapabilityError"] = CapabilityError
     while True:
         try:
             message = channel.receive()
@@ -233,9 +288,9 @@ def _serve(channel: Channel, namespace: dict, hooks: list) -> None:
         args = message.get("args")
         try:
             if isinstance(args, dict):
-                result = namespace[hook](**args)
+                result = namespace[hook](**args, ctx=ctx)
             else:
-                result = namespace[hook](*(args or ()))
+                result = namespace[hook](*(args or ()), ctx)
         except Exception as exc:  # a plugin error is an answer, not a crash
             channel.send(
                 {
