@@ -11,7 +11,10 @@ capability           request (``cap`` / ``args``)
 secrets:read:<name>  ``secret`` / ``{"name"}`` -> str
 state:kv             ``kv`` / ``{"op": get|set|delete, "key", "value"}``
 net:fetch:<host>     ``fetch`` / ``{"url", "method", "body", "headers"}`` -> response map
+keys:<name>          ``key`` / ``{"name", "op": seal|open, "data", "aad"}`` -> bytes
 ===================  ==========================================================
+
+Key material never crosses into the child: ``keys:<name>`` is a handle the host uses for it.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from typing import Any
 from haechi.trust import Manifest
 
 from ..errors import SandboxError
+from .keys import KeyRing
 from .kv import KVStore
 from .netfetch import FetchGuard
 
-__all__ = ["Broker", "FetchGuard", "KVStore"]
+__all__ = ["Broker", "FetchGuard", "KVStore", "KeyRing"]
 
 
 def _not_declared(what: str) -> SandboxError:
@@ -40,6 +44,7 @@ class Broker:
     manifest: Manifest
     secrets: Mapping[str, str] = field(default_factory=dict)
     kv: KVStore = field(default_factory=KVStore)
+    keys: KeyRing = field(default_factory=KeyRing)
     allow_networks: tuple[str, ...] = ()
     fetch_timeout: float = 5.0
 
@@ -60,6 +65,8 @@ class Broker:
             return self._kv(args)
         if cap == "fetch":
             return await self._fetch_url(args)
+        if cap == "key":
+            return self._key(args)
         raise _not_declared(f"capability {str(cap)[:40]!r}")
 
     def _secret(self, name: object) -> str:
@@ -81,6 +88,23 @@ class Broker:
         if op == "delete":
             return self.kv.delete(plugin, key)  # type: ignore[arg-type]
         raise SandboxError("capability-invalid", "kv op must be get, set or delete")
+
+    def _key(self, args: dict[str, Any]) -> bytes:
+        name, op, data, aad = (
+            args.get("name"),
+            args.get("op"),
+            args.get("data"),
+            args.get("aad", b""),
+        )
+        if not isinstance(name, str) or f"keys:{name}" not in self.manifest.capabilities:
+            raise _not_declared(f"keys:{str(name)[:64]}")
+        if not isinstance(data, bytes) or not isinstance(aad, bytes):
+            raise SandboxError("capability-invalid", "key data and aad must be bytes")
+        if op == "seal":
+            return self.keys.seal(name, data, aad)
+        if op == "open":
+            return self.keys.open(name, data, aad)
+        raise SandboxError("capability-invalid", "key op must be seal or open")
 
     async def _fetch_url(self, args: dict[str, Any]) -> dict[str, Any]:
         if self._fetch is None:

@@ -239,6 +239,13 @@ class Context:
             "fetch", {"url": url, "method": method, "body": body, "headers": headers or {}}
         )
 
+    def seal(self, key, data, aad=b""):
+        """AES-256-GCM with the host's key ``key`` (declared as keys:<key>); bytes out."""
+        return self._request("key", {"name": key, "op": "seal", "data": data, "aad": aad})
+
+    def open(self, key, sealed, aad=b""):
+        return self._request("key", {"name": key, "op": "open", "data": sealed, "aad": aad})
+
     def log(self, message) -> None:
         print(str(message)[:2000], file=sys.stderr)
 
