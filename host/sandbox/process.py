@@ -64,6 +64,21 @@ class SandboxPolicy:
 
 
 @functools.cache
+def _compile_child_modules() -> None:
+    """Write the child's .pyc files once, where we may (a source checkout, an editable install).
+
+    The child runs with -B and recompiled its bootstrap on every spawn otherwise (~10 ms,
+    bench/results/sandbox.md). A read-only install already has them from pip; failures are
+    harmless, the child then compiles in memory as before.
+    """
+    import py_compile
+
+    for source in CHILD_DIR.glob("_hx_*.py"):
+        with contextlib.suppress(OSError, py_compile.PyCompileError):
+            py_compile.compile(str(source), doraise=True)
+
+
+@functools.cache
 def _read_only_paths() -> list[str]:
     """The stdlib (with lib-dynload) and the SDK: the only files a plugin may read.
 
@@ -110,12 +125,21 @@ def _child_config(bundle: Bundle, policy: SandboxPolicy, fd_in: int, fd_out: int
     return marshal.dumps(config)
 
 
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class _Writer(asyncio.Protocol):
     """Write side of the host->child pipe, with flow control so writes can wait under a deadline."""
 
     def __init__(self) -> None:
         self._resume = asyncio.Event()
         self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
 
     def pause_writing(self) -> None:
         self._resume.clear()
@@ -194,6 +218,7 @@ class SandboxedChild:
 
     @classmethod
     async def _start(cls, bundle: Bundle, policy: SandboxPolicy) -> SandboxedChild:
+        _compile_child_modules()
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         config = _child_config(bundle, policy, to_child_r, from_child_w)
@@ -312,17 +337,21 @@ class SandboxedChild:
                 f"(it offers: {', '.join(self.hooks) or 'none'})",
             )
         call_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[call_id] = future
+        # One timer per call rather than asyncio.timeout(): it is the hot path (bench/sandbox.py).
+        timer = loop.call_later(timeout, _expire, future)
         try:
-            async with asyncio.timeout(timeout):
-                await self._write(encode({"id": call_id, "op": "call", "hook": hook, "args": args}))
-                reply = await future
+            frame = encode({"id": call_id, "op": "call", "hook": hook, "args": args})
+            await self._write(frame, timeout)
+            reply = await future
         except TimeoutError:
             raise await self._fatal(
                 "timeout", f"{hook} did not answer within {timeout:g} s"
             ) from None
         finally:
+            timer.cancel()
             self._pending.pop(call_id, None)
         if reply.get("ok") is True:
             return reply.get("result")
@@ -331,12 +360,15 @@ class SandboxedChild:
         reason = "hook-not-offered" if kind == "HookNotOffered" else "plugin-error"
         raise SandboxError(reason, f"{kind}: {str(error.get('message', ''))[:2000]}")
 
-    async def _write(self, frame: bytes) -> None:
+    async def _write(self, frame: bytes, timeout: float | None = None) -> None:
+        """Queue a frame; wait (at most ``timeout``) only if the child stopped reading."""
         if self._writer is None or self._writer.is_closing():
             raise self.failure or SandboxError("crashed", "the child's input is closed")
         self._writer.write(frame)
         assert self._writer_protocol is not None
-        await self._writer_protocol.drain()
+        if self._writer_protocol.paused:
+            async with asyncio.timeout(timeout):
+                await self._writer_protocol.drain()
 
     # --- events from the pipes ---------------------------------------------------------------
 

@@ -144,9 +144,9 @@ class PluginSupervisor:
         self.sandbox = sandbox or SandboxPolicy()
         self.plugin = bundle.manifest.id
         self._on_event = on_event or (lambda event: None)
-        self._idle: asyncio.Queue[SandboxedChild] = asyncio.Queue()
+        self._idle: deque[SandboxedChild] = deque()
+        self._waiters: deque[asyncio.Future[SandboxedChild]] = deque()
         self._children: set[SandboxedChild] = set()
-        self._waiting = 0
         self._breaker = _Breaker(self.policy)
         self._quarantine: dict[bytes, float] = {}
         self._key = secrets.token_bytes(32)
@@ -180,6 +180,10 @@ class PluginSupervisor:
     def breaker_state(self) -> str:
         return self._breaker.state
 
+    @property
+    def idle_children(self) -> int:
+        return len(self._idle)
+
     def _emit(self, kind: str, **detail: Any) -> None:
         self._on_event(LifecycleEvent(kind, self.plugin, detail))
 
@@ -194,7 +198,7 @@ class PluginSupervisor:
             return
         self._backoff = self.policy.backoff_initial
         self._children.add(child)
-        self._idle.put_nowait(child)
+        self._release(child)
         self._emit("spawn", pid=child.process.pid, layers=child.layers)
 
     def _schedule_respawn(self) -> None:
@@ -219,8 +223,7 @@ class PluginSupervisor:
         if self._closed:
             raise self._refuse("closed", "the plugin has been unloaded")
         now = time.monotonic()
-        fingerprint = self._fingerprint(hook, args)
-        if self._quarantined(fingerprint, now):
+        if self._quarantine and self._quarantined(self._fingerprint(hook, args), now):
             raise self._refuse(
                 "quarantined", "this input made a child fail recently; it is refused for a while"
             )
@@ -236,12 +239,12 @@ class PluginSupervisor:
         try:
             result = await child.call(hook, args, timeout=self._timeout)
         except SandboxError as exc:
-            await self._failed(child, exc, fingerprint)
+            await self._failed(child, exc, hook, args)
             raise
         except BaseException:
             await self._drop(child)  # cancelled mid-call: the child's state is unknown
             raise
-        self._idle.put_nowait(child)
+        self._release(child)
         if self._breaker.success():
             self._emit("breaker-closed")
         return result
@@ -253,30 +256,53 @@ class PluginSupervisor:
         return SandboxError(reason, message)
 
     async def _acquire(self) -> SandboxedChild:
-        if self._idle.empty() and self._waiting >= self.policy.queue_limit:
+        """A free child, first come first served; refuse at once when the queue is full."""
+        if self._idle and not self._waiters:
+            return self._idle.popleft()
+        if len(self._waiters) >= self.policy.queue_limit:
             raise self._refuse(
                 "queue-full",
-                f"{self._waiting} calls are already waiting for {self.plugin}; try again later",
+                f"{len(self._waiters)} calls are already waiting for {self.plugin}; "
+                "try again later",
             )
-        self._waiting += 1
+        waiter: asyncio.Future[SandboxedChild] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
         try:
             async with asyncio.timeout(self._timeout + self.sandbox.spawn_timeout):
-                return await self._idle.get()
-        except TimeoutError:
+                return await waiter
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            # A child may have been handed over in the same instant: give it back, never lose it.
+            if waiter.done() and not waiter.cancelled():
+                self._release(waiter.result())
+            waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             raise self._refuse(
                 "queue-timeout", f"no child of {self.plugin} became free in time"
             ) from None
-        finally:
-            self._waiting -= 1
 
-    async def _failed(self, child: SandboxedChild, error: SandboxError, fingerprint: bytes) -> None:
+    def _release(self, child: SandboxedChild) -> None:
+        """Hand a free child to the oldest live waiter, so no caller can be starved."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(child)
+                return
+        self._idle.append(child)
+
+    async def _failed(
+        self, child: SandboxedChild, error: SandboxError, hook: str, args: Any
+    ) -> None:
         if error.reason not in CHILD_FATAL:
-            self._idle.put_nowait(child)  # the plugin answered with an error: child is fine
+            self._release(child)  # the plugin answered with an error: the child is fine
             if self._breaker.success():
                 self._emit("breaker-closed")
             return
         now = time.monotonic()
         self._emit("failure", reason=error.reason, pid=child.process.pid)
+        fingerprint = self._fingerprint(hook, args)
         self._quarantine[fingerprint] = now + self.policy.quarantine_ttl
         self._emit(
             "quarantine", fingerprint=fingerprint.hex()[:16], seconds=self.policy.quarantine_ttl

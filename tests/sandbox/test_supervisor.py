@@ -53,7 +53,7 @@ def test_respawn_uses_the_verified_bytes(moody: Path) -> None:
             code.write_text(code.read_text().replace("verified-moody", "swapped-on-disk"))
             with pytest.raises(SandboxError):
                 await sup.call("inspect", [["crash:1"]])
-            await until(lambda: sup._idle.qsize() == 1)
+            await until(lambda: sup.idle_children == 1)
             return await sup.call("inspect", [["after"]])
 
     assert run(scenario) == ["verified-moody", "after"]
@@ -72,7 +72,7 @@ def test_poison_input_is_quarantined(moody: Path) -> None:
                 await sup.call("inspect", [["crash:poison"]])
             assert again.value.reason == "quarantined"
             assert kinds(events).count("failure") == failures, "no second child was killed"
-            await until(lambda: sup._idle.qsize() == 1)
+            await until(lambda: sup.idle_children == 1)
             assert await sup.call("inspect", [["fine"]]) == ["verified-moody", "fine"]
 
     run(scenario)
@@ -102,7 +102,7 @@ def test_breaker_opens_half_opens_and_closes(moody: Path) -> None:
     async def scenario() -> None:
         async with PluginSupervisor(verified(moody, KEY), policy, on_event=events.append) as sup:
             for n in range(3):
-                await until(lambda: sup._idle.qsize() == 1)
+                await until(lambda: sup.idle_children == 1)
                 with pytest.raises(SandboxError):
                     await sup.call("inspect", [[f"crash:{n}"]])
             assert sup.breaker_state == "open"
@@ -110,7 +110,7 @@ def test_breaker_opens_half_opens_and_closes(moody: Path) -> None:
                 await sup.call("inspect", [["fine"]])
             assert refused.value.reason == "breaker-open"
             await asyncio.sleep(0.35)
-            await until(lambda: sup._idle.qsize() == 1)
+            await until(lambda: sup.idle_children == 1)
             assert await sup.call("inspect", [["probe"]]) == ["verified-moody", "probe"]
             assert sup.breaker_state == "closed"
 
@@ -127,7 +127,7 @@ def test_failed_probe_reopens_the_breaker(moody: Path) -> None:
             with pytest.raises(SandboxError):
                 await sup.call("inspect", [["crash:a"]])
             await asyncio.sleep(0.25)
-            await until(lambda: sup._idle.qsize() == 1)
+            await until(lambda: sup.idle_children == 1)
             with pytest.raises(SandboxError) as probe:
                 await sup.call("inspect", [["crash:b"]])
             assert probe.value.reason == "crashed"
@@ -179,3 +179,54 @@ def test_500_calls_from_200_tasks_none_lost_none_hanging(moody: Path) -> None:
     assert set(explicit) <= {"queue-full"}
     assert all(o[0] == "verified-moody" for o in answered)
     assert len({o[1] for o in answered}) == len(answered), "each answer matches its own call"
+
+
+def test_waiting_callers_are_served_in_turn(moody: Path) -> None:
+    """With one child and eight looping tasks, every task is served (none starved)."""
+
+    async def scenario() -> list[int]:
+        async with PluginSupervisor(verified(moody, KEY), SupervisorPolicy(pool_size=1)) as sup:
+            served = [0] * 8
+
+            async def loop(index: int) -> None:
+                for n in range(20):
+                    await sup.call("inspect", [[f"t{index}-{n}"]])
+                    served[index] += 1
+
+            async with asyncio.timeout(60):
+                await asyncio.gather(*(loop(i) for i in range(8)))
+            return served
+
+    assert run(scenario) == [20] * 8
+
+
+def test_child_that_stops_reading_cannot_block_the_host(tmp_path: Path) -> None:
+    """A call frame larger than the pipe buffer to a child that never reads: the write waits
+    under the call's deadline, then the child is killed."""
+    import shutil
+
+    source = tmp_path / "src"
+    shutil.copytree(CORPUS / "behaviours" / "moody", source)
+    (source / "plugin.py").write_text(
+        "import time\n\ndef inspect(segments, ctx):\n    time.sleep(30)\n"
+    )
+    bundle = verified(signed_copy(source, tmp_path / "b", KEY), KEY)
+    from haechi.host.sandbox import SandboxedChild, SandboxPolicy
+
+    async def scenario() -> str:
+        child = await SandboxedChild.spawn(bundle, SandboxPolicy())
+        try:
+            async with asyncio.timeout(20):  # a hang here would be the bug
+                return await stuck(child)
+        finally:
+            await child.close()
+
+    async def stuck(child: SandboxedChild) -> str:
+        first = asyncio.ensure_future(child.call("inspect", [["x"]], timeout=1.0))
+        await asyncio.sleep(0.1)  # the child is now asleep inside the first call
+        with pytest.raises(SandboxError) as info:
+            await child.call("inspect", [["y" * (4 * 1024 * 1024)]], timeout=0.5)
+        first.cancel()
+        return info.value.reason
+
+    assert run(scenario) == "timeout"
