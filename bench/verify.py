@@ -39,6 +39,7 @@ import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import haechi.trust
 import nacl
 import nacl.signing
 from haechi.trust import (
@@ -317,6 +319,24 @@ def machine() -> dict[str, Any]:
     }
 
 
+def source_state() -> dict[str, Any]:
+    """Which haechi.trust was measured: its path, the git commit, uncommitted changes."""
+    trust_dir = Path(haechi.trust.__file__).resolve().parent
+    state: dict[str, Any] = {"trust": str(trust_dir), "commit": None, "uncommitted": []}
+    try:
+        git = ["git", "-C", str(trust_dir)]
+        state["commit"] = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, check=True
+        )
+        state["uncommitted"] = [line.strip() for line in status.stdout.splitlines()]
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return state
+
+
 def table(results: list[dict[str, Any]]) -> str:
     def span(stats: dict[str, float], fmt: str) -> str:
         return f"{stats['median']:{fmt}} ({stats['min']:{fmt}}–{stats['max']:{fmt}})"
@@ -418,6 +438,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    source = source_state()  # before timing: the modules are already imported
     key = SigningKey.generate()  # throwaway: never written anywhere but the temp bundles
     now = datetime.now(UTC)
     started = now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -442,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "slice_seconds": args.slice_seconds,
         "host_version": HOST_VERSION,
+        "source": source,
         "machine": machine(),
         "results": results,
     }
@@ -455,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             f"pynacl {info['pynacl']}; {args.repeat} repeats of {args.seconds} s per side, "
             f"alternating in {args.slice_seconds} s slices"
         )
+        dirty = ", ".join(source["uncommitted"]) or "none"
+        print(f"haechi.trust from {source['trust']} at {source['commit']}; uncommitted: {dirty}")
         print()
         print(table(results))
         print()
