@@ -24,7 +24,8 @@ keyword arguments) and print the outcome as JSON on stdout.
 
 Exit codes: 0 the hook answered; 2 usage error; 10-13 verification refused (as plugin
 verify); 20 a sandbox layer is unavailable; 21 timeout; 22 the child crashed;
-23 protocol violation; 24 the plugin raised, does not offer the hook, or failed to load;
+23 protocol violation; 24 the plugin raised, does not offer the hook, failed to load,
+or answered in the wrong shape (see sdk/protocol.py);
 25 the child could not be started. The JSON "reason" is "refused:<code>" for a refusal."""
 
 EXIT_CODES = {
@@ -35,6 +36,7 @@ EXIT_CODES = {
     "plugin-error": 24,
     "hook-not-offered": 24,
     "load-failed": 24,
+    "invalid-result": 24,
     "spawn-failed": 25,
 }
 
@@ -69,6 +71,11 @@ def register(commands: Any) -> None:
         default="strict",
         action=Once,
         help="best-effort runs even when a layer is missing, and says so",
+    )
+    sub.add_argument(
+        "--raw",
+        action="store_true",
+        help="print the answer even if it does not have the hook's wire shape (debugging)",
     )
     sub.add_argument(
         "--secrets",
@@ -153,6 +160,8 @@ async def _run(
     try:
         child = await SandboxedChild.spawn(bundle, SandboxPolicy(mode=args.sandbox), broker)
         result = await child.call(args.hook, call_args, timeout=timeout)
+        if not args.raw:
+            _check(args.hook, result)
     except SandboxError as exc:
         family = exc.reason.split(":", 1)[0]
         reason = f"refused:{exc.reason}" if family == "sandbox-layer-unavailable" else exc.reason
@@ -171,6 +180,16 @@ async def _run(
     if degraded:
         outcome["degraded"] = degraded
     return _emit(outcome, 0)
+
+
+def _check(hook: str, result: Any) -> None:
+    from haechi.host.sandbox import SandboxError
+    from haechi.sdk.protocol import ResultError, check_result
+
+    try:
+        check_result(hook, result)
+    except ResultError as exc:
+        raise SandboxError("invalid-result", f"{exc} (--raw prints it anyway)") from None
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,6 +15,8 @@ Rules this module owns (DESIGN §3, "Supervisor"):
 * the input of a failed call is fingerprinted with a keyed hash (never stored in clear) and
   refused with ``quarantined`` for ``quarantine_ttl`` seconds, so one poison request does not
   kill every child in turn;
+* every answer is checked against the hook's wire shape (:func:`haechi.sdk.protocol.check_result`);
+  a malformed one is refused with ``invalid-result`` (the child answered, so it stays);
 * every spawn, refusal, failure, kill and breaker change is reported to ``on_event``.
 
 Example::
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+from haechi.sdk.protocol import ResultError, check_result
 from haechi.trust import Bundle
 
 from .errors import SandboxError
@@ -247,7 +250,11 @@ class PluginSupervisor:
         self._release(child)
         if self._breaker.success():
             self._emit("breaker-closed")
-        return result
+        try:
+            return check_result(hook, result)
+        except ResultError as exc:
+            self._emit("refused", reason="invalid-result")
+            raise SandboxError("invalid-result", str(exc)) from None
 
     def _refuse(self, reason: str, message: str) -> SandboxError:
         self._emit("refused", reason=reason)

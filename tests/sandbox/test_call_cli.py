@@ -15,9 +15,8 @@ from .helpers import CORPUS, signed_copy
 def setup(tmp_path: Path) -> tuple[Path, Path]:
     key = SigningKey.generate()
     write_keypair(tmp_path / "keys", "k", key)
-    return signed_copy(
-        CORPUS / "good" / "echo", tmp_path / "echo", key
-    ), tmp_path / "keys" / "k.pub"
+    bundle = signed_copy(CORPUS / "good" / "detector", tmp_path / "detector", key)
+    return bundle, tmp_path / "keys" / "k.pub"
 
 
 def call(cli, setup, *extra: str, args: str = '[["hello"]]'):
@@ -30,7 +29,7 @@ def test_call_prints_the_result(cli, setup) -> None:
     result = call(cli, setup)
     assert result.code == 0
     assert result.json["ok"] is True
-    assert result.json["result"] == [{"segment": 0, "length": 5}]
+    assert result.json["result"] == [{"type": "greeting", "segment": 0, "start": 0, "end": 5}]
 
 
 def test_refused_bundle_never_runs(cli, setup) -> None:
@@ -42,8 +41,8 @@ def test_refused_bundle_never_runs(cli, setup) -> None:
 
 
 def test_keyword_arguments(cli, setup) -> None:
-    result = call(cli, setup, args='{"segments": ["ab"]}')
-    assert result.json["result"] == [{"segment": 0, "length": 2}]
+    result = call(cli, setup, args='{"segments": ["oh hello"]}')
+    assert result.json["result"] == [{"type": "greeting", "segment": 0, "start": 3, "end": 8}]
 
 
 def test_plugin_error_has_its_own_exit_code(cli, setup) -> None:
@@ -81,8 +80,21 @@ def test_secrets_file_feeds_secrets_read(cli, tmp_path: Path) -> None:
     allow = [arg for cap in caps for arg in ("--allow-capability", cap)]
     base = ["plugin", "call", bundle, "--trust", tmp_path / "keys" / "k.pub", *allow,
             "--hook", "inspect", "--args", '[["secret", "api-token"]]']  # fmt: skip
-    result = cli(*base, "--secrets", secrets)
+    result = cli(*base, "--secrets", secrets, "--raw")
     assert (result.code, result.json["result"]) == (0, ["ok", "tok-123"])
     secrets.chmod(0o644)
     loose = cli(*base, "--secrets", secrets)
     assert loose.code == 2 and "chmod 600" in loose.json["message"]
+
+
+def test_answer_in_the_wrong_shape_is_refused_unless_raw(cli, tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    write_keypair(tmp_path / "keys", "k", key)
+    bundle = signed_copy(CORPUS / "good" / "echo", tmp_path / "echo", key)
+    anchor = tmp_path / "keys" / "k.pub"
+    base = ["plugin", "call", bundle, "--trust", anchor, "--hook", "inspect", "--args", '[["ab"]]']
+    checked = cli(*base)
+    assert (checked.code, checked.json["reason"]) == (24, "invalid-result")
+    assert "missing 'end'" in checked.json["message"]
+    raw = cli(*base, "--raw")
+    assert (raw.code, raw.json["result"]) == (0, [{"segment": 0, "length": 2}])

@@ -55,7 +55,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("fail-closed")
     key = SigningKey.generate()
     write_keypair(root / "keys", "k", key)
-    return signed_copy(CORPUS / "good" / "echo", root / "echo", key), root / "keys" / "k.pub"
+    return signed_copy(CORPUS / "good" / "detector", root / "d", key), root / "keys" / "k.pub"
 
 
 def call_without(layer: str, bundle: tuple[Path, Path], *extra: str) -> tuple[int, dict]:
@@ -65,7 +65,7 @@ def call_without(layer: str, bundle: tuple[Path, Path], *extra: str) -> tuple[in
     proc = subprocess.run(
         [sys.executable, "-c", FILTER_HELPER, str(nr), str(err),
          "plugin", "call", str(directory), "--trust", str(anchor),
-         "--hook", "inspect", "--args", '[["abc"]]', *extra],
+         "--hook", "inspect", "--args", '[["say hello"]]', *extra],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     return proc.returncode, json.loads(proc.stdout)
@@ -84,7 +84,8 @@ def test_missing_layer_refuses_the_spawn(layer: str, bundle) -> None:
 def test_best_effort_runs_degraded_and_says_so(layer: str, bundle) -> None:
     code, outcome = call_without(layer, bundle, "--sandbox", "best-effort")
     stage = LAYERS[layer][3]
-    assert (code, outcome["ok"], outcome["result"]) == (0, True, [{"segment": 0, "length": 3}])
+    detection = {"type": "greeting", "segment": 0, "start": 4, "end": 9}
+    assert (code, outcome["ok"], outcome["result"]) == (0, True, [detection])
     assert outcome["degraded"] == [stage]
     assert outcome["layers"][stage].startswith("unavailable")
 
@@ -94,7 +95,7 @@ def test_without_the_filter_every_layer_is_on(bundle) -> None:
     directory, anchor = bundle
     proc = subprocess.run(
         [sys.executable, "-m", "haechi.host.cli", "plugin", "call", str(directory),
-         "--trust", str(anchor), "--hook", "inspect", "--args", '[["abc"]]'],
+         "--trust", str(anchor), "--hook", "inspect", "--args", '[["say hello"]]'],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     outcome = json.loads(proc.stdout)

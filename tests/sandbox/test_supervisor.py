@@ -20,6 +20,17 @@ def moody(tmp_path: Path) -> Path:
     return signed_copy(CORPUS / "behaviours" / "moody", tmp_path / "moody", KEY)
 
 
+def answer(command: str) -> list[dict[str, object]]:
+    """What moody answers for ``command``: one detection labelled with it."""
+    return [
+        {"type": "marker", "segment": 0, "start": 0, "end": 0, "label": f"verified-moody|{command}"}
+    ]
+
+
+def label(result: object) -> str:
+    return result[0]["label"]  # type: ignore[index]
+
+
 def kinds(events: list[LifecycleEvent]) -> list[str]:
     return [e.kind for e in events]
 
@@ -41,7 +52,7 @@ def test_timeout_kills_and_respawns(moody: Path) -> None:
             await until(lambda: kinds(events).count("spawn") == 2)
             return await sup.call("inspect", [["hi"]])
 
-    assert run(scenario) == ["verified-moody", "hi"]
+    assert run(scenario) == answer("hi")
     assert kinds(events)[:5] == ["spawn", "failure", "quarantine", "kill", "spawn"]
     assert events[1].detail["reason"] == "timeout"
 
@@ -56,7 +67,7 @@ def test_respawn_uses_the_verified_bytes(moody: Path) -> None:
             await until(lambda: sup.idle_children == 1)
             return await sup.call("inspect", [["after"]])
 
-    assert run(scenario) == ["verified-moody", "after"]
+    assert run(scenario) == answer("after")
 
 
 def test_poison_input_is_quarantined(moody: Path) -> None:
@@ -73,7 +84,7 @@ def test_poison_input_is_quarantined(moody: Path) -> None:
             assert again.value.reason == "quarantined"
             assert kinds(events).count("failure") == failures, "no second child was killed"
             await until(lambda: sup.idle_children == 1)
-            assert await sup.call("inspect", [["fine"]]) == ["verified-moody", "fine"]
+            assert await sup.call("inspect", [["fine"]]) == answer("fine")
 
     run(scenario)
     assert not any("poison" in repr(e.detail) for e in events), "inputs never appear in events"
@@ -111,7 +122,7 @@ def test_breaker_opens_half_opens_and_closes(moody: Path) -> None:
             assert refused.value.reason == "breaker-open"
             await asyncio.sleep(0.35)
             await until(lambda: sup.idle_children == 1)
-            assert await sup.call("inspect", [["probe"]]) == ["verified-moody", "probe"]
+            assert await sup.call("inspect", [["probe"]]) == answer("probe")
             assert sup.breaker_state == "closed"
 
     run(scenario)
@@ -148,7 +159,7 @@ def test_full_queue_is_refused_at_once(moody: Path) -> None:
     refused = [o for o in outcomes if isinstance(o, SandboxError)]
     assert {o.reason for o in refused} == {"queue-full"}
     assert len(refused) == 3  # one running, two waiting, three refused
-    assert outcomes.count(["verified-moody", "slow"]) == 3
+    assert outcomes.count(answer("slow")) == 3
 
 
 def test_500_calls_from_200_tasks_none_lost_none_hanging(moody: Path) -> None:
@@ -177,8 +188,8 @@ def test_500_calls_from_200_tasks_none_lost_none_hanging(moody: Path) -> None:
     explicit = [o for o in outcomes if isinstance(o, str)]
     assert len(answered) + len(explicit) == 500
     assert set(explicit) <= {"queue-full"}
-    assert all(o[0] == "verified-moody" for o in answered)
-    assert len({o[1] for o in answered}) == len(answered), "each answer matches its own call"
+    assert all(label(o).startswith("verified-moody|w") for o in answered)
+    assert len({label(o) for o in answered}) == len(answered), "each answer matches its own call"
 
 
 def test_waiting_callers_are_served_in_turn(moody: Path) -> None:
@@ -230,3 +241,18 @@ def test_child_that_stops_reading_cannot_block_the_host(tmp_path: Path) -> None:
         return info.value.reason
 
     assert run(scenario) == "timeout"
+
+
+def test_malformed_answer_is_refused_and_the_child_kept(moody: Path) -> None:
+    events: list[LifecycleEvent] = []
+
+    async def scenario() -> object:
+        async with PluginSupervisor(verified(moody, KEY), on_event=events.append) as sup:
+            with pytest.raises(SandboxError) as info:
+                await sup.call("inspect", [["malformed"]])
+            assert info.value.reason == "invalid-result"
+            assert "end: must be an integer >= 5" in info.value.message
+            return await sup.call("inspect", [["next"]])
+
+    assert run(scenario) == answer("next")
+    assert "kill" not in kinds(events) and kinds(events).count("spawn") == 1

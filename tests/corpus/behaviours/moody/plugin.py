@@ -1,4 +1,5 @@
-"""A plugin whose first segment says what to do: 'sleep', 'crash:<tag>', 'raise', or echo."""
+"""A plugin whose first segment says what to do: 'sleep', 'crash:<tag>', 'raise', 'slow',
+'malformed', or anything else, which it reports back as one detection labelled with it."""
 
 import os
 import time
@@ -16,4 +17,6 @@ def inspect(segments, ctx):
         raise ValueError("asked to raise")
     if command == "slow":
         time.sleep(0.02)
-    return [MARKER, command]
+    if command == "malformed":
+        return [{"type": "x", "segment": 0, "start": 5, "end": 1}]
+    return [{"type": "marker", "segment": 0, "start": 0, "end": 0, "label": f"{MARKER}|{command}"}]
