@@ -183,6 +183,7 @@ class SandboxedChild:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._writer: asyncio.WriteTransport | None = None
+        self._reader: asyncio.BaseTransport | None = None
         self._writer_protocol: _Writer | None = None
         self._stderr = bytearray()
         self._stderr_total = 0
@@ -251,7 +252,9 @@ class SandboxedChild:
             os.close(from_child_w)
         child = cls(process, policy)
         loop = asyncio.get_running_loop()
-        await loop.connect_read_pipe(lambda: _Reader(child), os.fdopen(from_child_r, "rb", 0))
+        child._reader, _ = await loop.connect_read_pipe(
+            lambda: _Reader(child), os.fdopen(from_child_r, "rb", 0)
+        )
         transport, protocol = await loop.connect_write_pipe(_Writer, os.fdopen(to_child_w, "wb", 0))
         child._writer, child._writer_protocol = transport, protocol
         assert process.stderr is not None
@@ -311,8 +314,9 @@ class SandboxedChild:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
         await self.process.wait()
-        if self._writer is not None:
-            self._writer.close()
+        for transport in (self._writer, self._reader):
+            if transport is not None:
+                transport.close()
         if self._capability_task is not None:
             self._capability_task.cancel()
         if self._stderr_task is not None:
@@ -465,19 +469,20 @@ class SandboxedChild:
         return error
 
     async def _drain_stderr(self, stream: asyncio.StreamReader) -> None:
+        # Read to EOF even after a flood: asyncio's Process.wait() also waits for the pipes to
+        # close, so a pipe left unread would make reaping the killed child hang.
         while chunk := await stream.read(65536):
             self._stderr_total += len(chunk)
             room = self.policy.stderr_keep - len(self._stderr)
             if room > 0:
                 self._stderr += chunk[:room]
-            if self._stderr_total > self.policy.stderr_kill:
+            if self._stderr_total > self.policy.stderr_kill and self.failure is None:
                 self._violate(
                     SandboxError(
                         "protocol-violation",
                         f"the child wrote more than {self.policy.stderr_kill} bytes to stderr",
                     )
                 )
-                return
 
     # --- reporting ---------------------------------------------------------------------------
 
