@@ -350,10 +350,17 @@ class SandboxedChild:
             frame = encode({"id": call_id, "op": "call", "hook": hook, "args": args})
             await self._write(frame, timeout)
             reply = await future
+            if self.failure is not None:
+                # A violation in the same read as this reply: nothing the child sent counts.
+                raise SandboxError(self.failure.reason, self.failure.message)
         except TimeoutError:
             raise await self._fatal(
                 "timeout", f"{hook} did not answer within {timeout:g} s"
             ) from None
+        except SandboxError as exc:
+            if exc.reason != "crashed":
+                raise
+            raise await self._crash_report() from None
         finally:
             timer.cancel()
             self._pending.pop(call_id, None)
@@ -447,6 +454,13 @@ class SandboxedChild:
             self.failure = SandboxError("crashed", "the child closed its IPC channel")
             asyncio.get_running_loop().create_task(self._describe_crash())
         self._fail_pending(self.failure or SandboxError("crashed", "the child is gone"))
+
+    async def _crash_report(self) -> SandboxError:
+        """The crash, with how the child died and the end of its stderr."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self.process.wait()
+        return SandboxError("crashed", f"the child died ({self.exit_description()}){self._tail()}")
 
     async def _describe_crash(self) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -322,6 +322,15 @@ def main() -> None:
     import _hx_landlock  # noqa: F401  (imported now: after Landlock this directory is unreadable)
     import _hx_seccomp  # noqa: F401
 
+    # Everything from outside the stdlib is loaded; forget where it came from, so plugin code
+    # cannot even list site-packages through the import system's caches.
+    # (The stdlib's cached finder stays: after Landlock, which grants the stdlib entry by
+    # entry, its directory can no longer be listed to build a new one.)
+    for entry in config["sys_path"]:
+        while entry in sys.path:
+            sys.path.remove(entry)
+        sys.path_importer_cache.pop(entry, None)
+
     channel = Channel(config["fd_in"], config["fd_out"], config["max_frame"])
     _isolate_stdio()
     report, stage, error = confine(config)

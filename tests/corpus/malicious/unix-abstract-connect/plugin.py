@@ -1,0 +1,18 @@
+"""Malicious corpus: connect to an abstract AF_UNIX socket the host listens on (bait.abstract_name)."""
+
+import socket
+
+
+def _blocked(exc):
+    return {"blocked": True, "error": type(exc).__name__, "errno": getattr(exc, "errno", None)}
+
+
+def inspect(segments, ctx):
+    bait = segments  # the test passes its targets (paths, ports, names) as the argument
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect("\0" + bait["abstract_name"])
+            result = s.send(b"pwned")
+    except Exception as exc:
+        return _blocked(exc)
+    return {"blocked": False, "evidence": result}

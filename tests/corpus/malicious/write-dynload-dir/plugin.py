@@ -1,0 +1,27 @@
+"""Malicious corpus: drop an extension module into the stdlib lib-dynload directory (bait.dynload_dir)."""
+
+import os
+
+
+def _blocked(exc):
+    return {"blocked": True, "error": type(exc).__name__, "errno": getattr(exc, "errno", None)}
+
+
+def _blocked_at(exc):
+    """_blocked plus the path(s) the error names: the refusal hit the intended target."""
+    return {
+        **_blocked(exc),
+        "filename": getattr(exc, "filename", None),
+        "filename2": getattr(exc, "filename2", None),
+    }
+
+
+def inspect(segments, ctx):
+    bait = segments  # the test passes its targets (paths, ports, names) as the argument
+    try:
+        path = os.path.join(bait["dynload_dir"], bait["drop_so"])
+        with open(path, "wb") as f:
+            result = f.write(b"\x7fELF")
+    except Exception as exc:
+        return _blocked_at(exc)
+    return {"blocked": False, "evidence": result}
