@@ -2,11 +2,14 @@
 
 Protocol version 1 (the child's half is in ``child/_hx_boot.py``):
 
-* child -> host ``{"op": "hello", "protocol": 1, "ok": bool, "layers": {...}, "stage", "error"}``
+* child -> host ``{"op": "hello", "protocol": 1, "kind", "ok": bool, "layers": {...},
+  "stage", "error"}``: version and plugin kind must match what the host expects
 * host -> child ``{"op": "load", "entry": path, "files": {path: bytes}}``
 * child -> host ``{"op": "loaded", "hooks": [...]}`` or ``{"op": "load-failed", "error"}``
 * host -> child ``{"id": n, "op": "call", "hook": name, "args": list | map}``
 * child -> host ``{"id": n, "ok": true, "result": ...}`` or ``{"id": n, "ok": false, "error"}``
+* during a call, child -> host ``{"op": "cap", "cid": n, "cap", "args"}`` and host -> child
+  ``{"cid": n, "ok": bool, "result" | "error"}`` (see ``broker/``)
 
 The child is hostile: a length over the cap is refused before anything is allocated, and a
 frame that does not decode to a map is a protocol violation.

@@ -113,6 +113,7 @@ def _child_config(bundle: Bundle, policy: SandboxPolicy, fd_in: int, fd_out: int
         "read_only": _read_only_paths(),
         "sys_path": [str(CHILD_DIR), str(Path(msgpack.__file__).resolve().parent.parent)],
         "preload": list(policy.preload),
+        "kind": bundle.manifest.kind,
         "hooks": list(hooks_for(bundle.manifest.kind)),
         "rlimits": {
             "RLIMIT_AS": (address_space, address_space),
@@ -263,7 +264,8 @@ class SandboxedChild:
 
     async def _handshake(self, bundle: Bundle) -> None:
         hello = await self._next_control()
-        if hello.get("op") != "hello" or hello.get("protocol") != PROTOCOL_VERSION:
+        expected = (PROTOCOL_VERSION, bundle.manifest.kind)
+        if hello.get("op") != "hello" or (hello.get("protocol"), hello.get("kind")) != expected:
             raise await self._fatal("protocol-violation", f"bad hello frame: {hello!r:.200}")
         self.layers = {str(k): str(v) for k, v in dict(hello.get("layers") or {}).items()}
         if not hello.get("ok"):

@@ -338,6 +338,7 @@ def main() -> None:
         {
             "op": "hello",
             "protocol": PROTOCOL,
+            "kind": config["kind"],
             "ok": not stage,
             "layers": report,
             "stage": stage,
