@@ -15,8 +15,15 @@ REQUEST = RequestView(
 
 
 def manifest(kind: str, capabilities: list[str]) -> Manifest:
-    return Manifest(id="p", version="1.0.0", kind=kind, entry="plugin.py",
-                    description="d", requires_host=">=0.1", capabilities=tuple(capabilities))  # fmt: skip
+    return Manifest(
+        id="p",
+        version="1.0.0",
+        kind=kind,
+        entry="plugin.py",
+        description="d",
+        requires_host=">=0.1",
+        capabilities=tuple(capabilities),
+    )
 
 
 def test_auth_with_credentials_gets_only_authorization_route_and_method() -> None:
