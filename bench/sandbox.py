@@ -4,8 +4,8 @@
 Everything goes through the real sandbox: ``SandboxedChild`` / ``PluginSupervisor`` with the
 default ``SandboxPolicy()`` (strict: every layer is required, so a missing layer aborts the run
 instead of timing a weaker child). The plugin is a ``filter`` built in memory with
-``Bundle.from_files`` whose ``inspect(segments, ctx)`` returns ``len(segments[0])``; every
-call sends one 1 KiB segment and checks that the answer is 1024. The call was specified as
+``Bundle.from_files`` whose ``inspect(segments, ctx)`` returns one detection spanning the first
+segment; every call sends one 1 KiB segment and checks the answer (end = 1024). The call was specified as
 ``child.call("inspect", [["x" * 1024], None], timeout=5)``; since the capability broker the
 child appends its own ``ctx``, so the args are ``[["x" * 1024]]``. The script asks the
 sandbox under test which form it takes (one probe call of each) and records the answer.
@@ -76,6 +76,7 @@ import msgpack
 from haechi.host.sandbox import SandboxedChild, SandboxError, SandboxPolicy
 from haechi.host.sandbox.ipc import FrameDecoder, encode
 from haechi.host.sandbox.supervisor import LifecycleEvent, PluginSupervisor, SupervisorPolicy
+from haechi.sdk.protocol import check_result
 from haechi.trust import Bundle
 
 MANIFEST = b"""\
@@ -83,11 +84,16 @@ id = "bench-sandbox"
 version = "1.0.0"
 kind = "filter"
 entry = "plugin.py"
-description = "bench/sandbox.py: returns the length of the first segment"
+description = "bench/sandbox.py: one detection spanning the first segment"
 requires-host = ">=0.1"
 capabilities = ["request:body-text"]
 """
-PLUGIN = b"def inspect(segments, ctx):\n    return len(segments[0])\n"
+# One detection spanning the first segment: the inspect hook's wire shape (sdk/protocol.py),
+# which the supervisor checks on every answer.
+PLUGIN = (
+    b"def inspect(segments, ctx):\n"
+    b"    return [{'type': 'length', 'segment': 0, 'start': 0, 'end': len(segments[0])}]\n"
+)
 HOOK = "inspect"
 SEGMENT = "x" * 1024
 # The brief's call is child.call("inspect", [[segment], None]): the caller passes ctx. Since the
@@ -95,7 +101,7 @@ SEGMENT = "x" * 1024
 # which one the sandbox under test takes (calling_convention) and records it.
 ARGS_CALLER_CTX: list[Any] = [[SEGMENT], None]
 ARGS_CHILD_CTX: list[Any] = [[SEGMENT]]
-EXPECTED = 1024
+EXPECTED = [{"type": "length", "segment": 0, "start": 0, "end": 1024}]
 CALL_TIMEOUT = 5.0
 WARMUP_CALLS = 300
 WARMUP_SECONDS = 0.2
@@ -147,7 +153,7 @@ class InProcess:
         (reply,) = self.to_host.feed(encode({"id": request["id"], "ok": True, "result": result}))
         if reply["id"] != call_id or reply["ok"] is not True:
             raise AssertionError(f"baseline: bad reply {reply!r:.80}")
-        return reply["result"]
+        return check_result(hook, reply["result"])  # the supervisor checks every answer too
 
 
 # --- /proc readers ---------------------------------------------------------------------------
