@@ -53,7 +53,8 @@ def register(commands: Any) -> None:
         required=True,
         action=Once,
         metavar="JSON",
-        help="arguments, e.g. '[[\"some text\"], null]' or '{\"segments\": []}'",
+        help="arguments without ctx (the sandbox adds it), e.g. '[[\"some text\"]]' or "
+        '\'{"segments": ["some text"]}\'',
     )
     from .plugin import add_trust_options
 
