@@ -4,11 +4,12 @@
 Everything goes through the real sandbox: ``SandboxedChild`` / ``PluginSupervisor`` with the
 default ``SandboxPolicy()`` (strict: every layer is required, so a missing layer aborts the run
 instead of timing a weaker child). The plugin is a ``filter`` built in memory with
-``Bundle.from_files`` whose ``inspect(segments, ctx)`` returns one detection spanning the first
-segment; every call sends one 1 KiB segment and checks the answer (end = 1024). The call was specified as
-``child.call("inspect", [["x" * 1024], None], timeout=5)``; since the capability broker the
-child appends its own ``ctx``, so the args are ``[["x" * 1024]]``. The script asks the
-sandbox under test which form it takes (one probe call of each) and records the answer.
+``Bundle.from_files`` whose ``inspect(segments, ctx)`` returns one detection spanning the
+first segment; every call sends one 1 KiB segment and checks the answer (end = 1024). The
+call was specified as ``child.call("inspect", [["x" * 1024], None], timeout=5)``; since the
+capability broker the child appends its own ``ctx``, so the args are ``[["x" * 1024]]``.
+The script asks the sandbox under test which form it takes (one probe call of each) and
+records the answer.
 
 Per repeat (``--repeat``), in this order:
 

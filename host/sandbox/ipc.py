@@ -23,10 +23,21 @@ import msgpack
 
 from .errors import SandboxError
 
-__all__ = ["MAX_FRAME", "PROTOCOL", "FrameDecoder", "encode"]
+__all__ = ["MAX_FRAME", "MAX_REPLY_FRAME", "PROTOCOL", "FrameDecoder", "encode"]
 
 PROTOCOL = 1
-MAX_FRAME = 16 * 1024 * 1024
+# host -> child: the load frame carries the whole bundle (at most 64 MiB of files).
+MAX_FRAME = 80 * 1024 * 1024
+# child -> host: answers only. Small, because decoding multiplies size: a frame of empty maps
+# becomes ~70 bytes of Python objects per byte (the review's 16 MiB frame took 1.2 GB).
+MAX_REPLY_FRAME = 1024 * 1024
+_LIMITS = {
+    "max_str_len": MAX_REPLY_FRAME,
+    "max_bin_len": MAX_REPLY_FRAME,
+    "max_array_len": 100_000,
+    "max_map_len": 10_000,
+    "max_ext_len": 0,
+}
 _HEADER = 4
 
 
@@ -42,7 +53,7 @@ def _violation(message: str) -> SandboxError:
 class FrameDecoder:
     """Feed bytes as they arrive; take complete messages out."""
 
-    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+    def __init__(self, max_frame: int = MAX_REPLY_FRAME) -> None:
         self.max_frame = max_frame
         self._buffer = bytearray()
 
@@ -63,7 +74,7 @@ class FrameDecoder:
     @staticmethod
     def _decode(body: bytes) -> dict[str, Any]:
         try:
-            message = msgpack.unpackb(body, raw=False, strict_map_key=True)
+            message = msgpack.unpackb(body, raw=False, strict_map_key=True, **_LIMITS)
         except Exception as exc:  # msgpack raises several unrelated types on garbage
             raise _violation(f"undecodable frame: {type(exc).__name__}") from None
         if not isinstance(message, dict):

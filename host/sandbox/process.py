@@ -23,6 +23,7 @@ import functools
 import itertools
 import marshal
 import os
+import reprlib
 import signal
 import sys
 import sysconfig
@@ -35,7 +36,7 @@ from haechi.sdk.protocol import PROTOCOL_VERSION, hooks_for
 from haechi.trust import Bundle
 
 from .errors import SandboxError
-from .ipc import MAX_FRAME, FrameDecoder, encode
+from .ipc import MAX_FRAME, MAX_REPLY_FRAME, FrameDecoder, encode
 
 __all__ = ["SandboxPolicy", "SandboxedChild"]
 
@@ -49,7 +50,8 @@ class SandboxPolicy:
 
     mode: str = "strict"
     spawn_timeout: float = 10.0
-    max_frame: int = MAX_FRAME
+    max_frame: int = MAX_FRAME  # host -> child (the load frame holds the bundle)
+    max_reply_frame: int = MAX_REPLY_FRAME  # child -> host
     stderr_keep: int = 64 * 1024
     stderr_kill: int = 4 * _MIB
     cpu_seconds: int = 30
@@ -126,6 +128,12 @@ def _child_config(bundle: Bundle, policy: SandboxPolicy, fd_in: int, fd_out: int
     return marshal.dumps(config)
 
 
+def _brief(value: object) -> str:
+    """A bounded, recursion-safe rendering of child-supplied data for a message."""
+    text = value if isinstance(value, str) else reprlib.repr(value)
+    return text[:500]
+
+
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
@@ -179,7 +187,8 @@ class SandboxedChild:
         self.layers: dict[str, str] = {}
         self.hooks: tuple[str, ...] = ()
         self.failure: SandboxError | None = None
-        self._decoder = FrameDecoder(policy.max_frame)
+        self._decoder = FrameDecoder(policy.max_reply_frame)
+        self._expecting_control = False  # control frames are only valid during the handshake
         self._control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
@@ -213,16 +222,34 @@ class SandboxedChild:
         except TimeoutError:
             await child.kill()
             raise SandboxError("spawn-failed", "the child did not get ready in time") from None
+        except SandboxError:
+            await child.kill()
+            raise
+        except Exception as exc:  # whatever the child sent made us fail: it is the child's fault
+            await child.kill()
+            raise SandboxError(
+                "protocol-violation", f"start-up failed on the child's data: {_brief(exc)}"
+            ) from None
         except BaseException:
             await child.kill()
             raise
+        finally:
+            child._expecting_control = False
         return child
 
     @classmethod
     async def _start(cls, bundle: Bundle, policy: SandboxPolicy) -> SandboxedChild:
         _compile_child_modules()
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
+        try:
+            to_child_r, to_child_w = os.pipe()
+        except OSError as exc:
+            raise SandboxError("spawn-failed", f"cannot create the IPC pipes: {exc}") from None
+        try:
+            from_child_r, from_child_w = os.pipe()
+        except OSError as exc:
+            os.close(to_child_r)
+            os.close(to_child_w)
+            raise SandboxError("spawn-failed", f"cannot create the IPC pipes: {exc}") from None
         config = _child_config(bundle, policy, to_child_r, from_child_w)
         bootstrap = (
             f"import sys; sys.path.insert(0, {str(CHILD_DIR)!r}); import _hx_boot; _hx_boot.main()"
@@ -263,17 +290,19 @@ class SandboxedChild:
         return child
 
     async def _handshake(self, bundle: Bundle) -> None:
+        self._expecting_control = True
         hello = await self._next_control()
         expected = (PROTOCOL_VERSION, bundle.manifest.kind)
         if hello.get("op") != "hello" or (hello.get("protocol"), hello.get("kind")) != expected:
-            raise await self._fatal("protocol-violation", f"bad hello frame: {hello!r:.200}")
+            raise await self._fatal("protocol-violation", f"bad hello frame: {_brief(hello)}")
         self.layers = {str(k): str(v) for k, v in dict(hello.get("layers") or {}).items()}
         if not hello.get("ok"):
             stage = str(hello.get("stage"))
             error = await self._fatal(
                 f"sandbox-layer-unavailable:{stage}",
-                f"the kernel could not give the {stage} layer ({hello.get('error')}); refusing "
-                "to run the plugin. Set sandbox mode to best-effort only if you accept that.",
+                f"the kernel could not give the {stage} layer ({_brief(hello.get('error'))}); "
+                "refusing to run the plugin. Set sandbox mode to best-effort only if you "
+                "accept that.",
             )
             error.layers = self.layers
             raise error
@@ -284,22 +313,28 @@ class SandboxedChild:
         loaded = await self._next_control()
         if loaded.get("op") == "load-failed":
             raise await self._fatal(
-                "load-failed", f"the plugin failed to load: {loaded.get('error')}"
+                "load-failed", f"the plugin failed to load: {_brief(loaded.get('error'))}"
             )
         hooks = loaded.get("hooks")
         if loaded.get("op") != "loaded" or not isinstance(hooks, list):
-            raise await self._fatal("protocol-violation", f"bad loaded frame: {loaded!r:.200}")
+            raise await self._fatal("protocol-violation", f"bad loaded frame: {_brief(loaded)}")
         allowed = hooks_for(bundle.manifest.kind)
         if any(h not in allowed for h in hooks):
             raise await self._fatal("protocol-violation", f"offers hooks outside {allowed}")
+        if not hooks:
+            raise await self._fatal(
+                "load-failed",
+                f"the plugin defines none of the {bundle.manifest.kind} hooks "
+                f"({', '.join(allowed)})",
+            )
         self.hooks = tuple(hooks)
+        self._expecting_control = False
 
     async def _next_control(self) -> dict[str, Any]:
         getter = asyncio.ensure_future(self._control.get())
-        done, _ = await asyncio.wait(
-            {getter, asyncio.ensure_future(self.process.wait())},
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        exited = asyncio.ensure_future(self.process.wait())
+        done, _ = await asyncio.wait({getter, exited}, return_when=asyncio.FIRST_COMPLETED)
+        exited.cancel()
         if getter in done:
             return getter.result()
         getter.cancel()
@@ -342,6 +377,12 @@ class SandboxedChild:
                 f"the plugin does not offer {hook!r} "
                 f"(it offers: {', '.join(self.hooks) or 'none'})",
             )
+        try:
+            frame = encode({"id": 0, "op": "call", "hook": hook, "args": args})
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SandboxError(
+                "invalid-args", f"the call's arguments cannot be sent: {exc}"
+            ) from None
         call_id = next(self._ids)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -389,24 +430,28 @@ class SandboxedChild:
         if self.failure is not None:
             return
         try:
-            messages = self._decoder.feed(data)
+            for message in self._decoder.feed(data):
+                if self.failure is not None:
+                    return
+                self._dispatch(message)
         except SandboxError as exc:
             self._violate(exc)
-            return
-        for message in messages:
-            self._dispatch(message)
+        except Exception as exc:  # anything the child's data provokes is the child's fault
+            self._violate(SandboxError("protocol-violation", f"bad frame: {_brief(exc)}"))
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message.get("op") == "cap":
             self._capability_request(message)
             return
         if "op" in message and "id" not in message:
-            if self.hooks:  # control frames only during start-up
-                self._violate(SandboxError("protocol-violation", "control frame after load"))
+            # Control frames only while the handshake waits for exactly one.
+            if not self._expecting_control or not self._control.empty():
+                self._violate(SandboxError("protocol-violation", "unexpected control frame"))
                 return
             self._control.put_nowait(message)
             return
-        future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+        call_id = message.get("id")
+        future = self._pending.get(call_id) if type(call_id) is int else None
         if future is None or future.done():
             self._violate(
                 SandboxError(
@@ -420,8 +465,11 @@ class SandboxedChild:
     def _capability_request(self, message: dict[str, Any]) -> None:
         # Only while a call runs (its deadline then covers the broker's work too), one at a
         # time: the child is serial, so a second request in flight is not ours.
-        if not self._pending or self._capability_task is not None:
-            self._violate(SandboxError("protocol-violation", "capability request outside a call"))
+        assert self._writer_protocol is not None
+        if not self._pending or self._capability_task is not None or self._writer_protocol.paused:
+            # Outside a call, a second request in flight, or asking again before reading the
+            # last answer: the child is flooding us, not using a capability.
+            self._violate(SandboxError("protocol-violation", "capability request out of turn"))
             return
         self._capability_task = asyncio.get_running_loop().create_task(self._answer(message))
 
@@ -438,10 +486,18 @@ class SandboxedChild:
                 "ok": False,
                 "error": {"reason": exc.reason, "message": exc.message},
             }
+        except Exception as exc:  # a broker bug or odd input must still answer the child
+            reply = {
+                "cid": cid,
+                "ok": False,
+                "error": {"reason": "capability-invalid", "message": _brief(exc)},
+            }
+        try:
+            # Busy until the answer is written: the call's deadline bounds this wait.
+            with contextlib.suppress(SandboxError, ConnectionError):
+                await self._write(encode(reply))
         finally:
             self._capability_task = None
-        with contextlib.suppress(SandboxError, ConnectionError):
-            await self._write(encode(reply))
 
     def _violate(self, error: SandboxError) -> None:
         """A hostile child: remember why, fail every call, kill the process group."""

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from collections import deque
@@ -75,12 +76,22 @@ class SupervisorPolicy:
 @dataclass(frozen=True)
 class LifecycleEvent:
     """A structured event: ``kind`` is one of spawn, spawn-failed, refused, failure, kill,
-    breaker-open, breaker-half-open, breaker-closed, quarantine."""
+    retire, breaker-open, breaker-half-open, breaker-closed, quarantine."""
 
     kind: str
     plugin: str
     detail: dict[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (0 when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Breaker:
@@ -150,6 +161,7 @@ class PluginSupervisor:
         self._idle: deque[SandboxedChild] = deque()
         self._waiters: deque[asyncio.Future[SandboxedChild]] = deque()
         self._children: set[SandboxedChild] = set()
+        self._calls: dict[SandboxedChild, int] = {}
         self._breaker = _Breaker(self.policy)
         self._quarantine: dict[bytes, float] = {}
         self._key = secrets.token_bytes(32)
@@ -173,6 +185,11 @@ class PluginSupervisor:
 
     async def close(self) -> None:
         self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(SandboxError("closed", "the plugin has been unloaded"))
+        self._idle.clear()
         for task in list(self._respawns):
             task.cancel()
         for child in list(self._children):
@@ -218,6 +235,9 @@ class PluginSupervisor:
             await self._spawn_one()
         except SandboxError:
             self._schedule_respawn()
+        except Exception as exc:  # never let the respawn chain end silently
+            self._emit("spawn-failed", reason="spawn-failed", message=repr(exc)[:200])
+            self._schedule_respawn()
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -225,8 +245,14 @@ class PluginSupervisor:
         """Run one call; every failure is a :class:`SandboxError` with a stable reason."""
         if self._closed:
             raise self._refuse("closed", "the plugin has been unloaded")
+        try:
+            packed = msgpack.packb([hook, args], use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SandboxError(
+                "invalid-args", f"the call's arguments cannot be sent: {exc}"
+            ) from None
         now = time.monotonic()
-        if self._quarantine and self._quarantined(self._fingerprint(hook, args), now):
+        if self._quarantine and self._quarantined(self._fingerprint(packed), now):
             raise self._refuse(
                 "quarantined", "this input made a child fail recently; it is refused for a while"
             )
@@ -238,23 +264,49 @@ class PluginSupervisor:
                 "breaker-open",
                 f"{self.plugin} failed repeatedly; calls are refused until a probe succeeds",
             )
-        child = await self._acquire()
+        probe = self._breaker.state == "half-open"
         try:
-            result = await child.call(hook, args, timeout=self._timeout)
-        except SandboxError as exc:
-            await self._failed(child, exc, hook, args)
-            raise
-        except BaseException:
-            await self._drop(child)  # cancelled mid-call: the child's state is unknown
-            raise
-        self._release(child)
-        if self._breaker.success():
-            self._emit("breaker-closed")
+            result = await self._run(hook, args, packed)
+        finally:
+            # A probe that ended without a verdict (cancelled, refused) must not leave the
+            # breaker waiting for it forever: the next call probes instead.
+            if probe and self._breaker.state == "half-open":
+                self._breaker.probing = False
         try:
             return check_result(hook, result)
         except ResultError as exc:
             self._emit("refused", reason="invalid-result")
             raise SandboxError("invalid-result", str(exc)) from None
+
+    async def _run(self, hook: str, args: Any, packed: bytes) -> Any:
+        child = await self._acquire()
+        try:
+            result = await child.call(hook, args, timeout=self._timeout)
+        except SandboxError as exc:
+            await self._failed(child, exc, packed)
+            raise
+        except BaseException:
+            await self._drop(child)  # cancelled mid-call: the child's state is unknown
+            raise
+        if self._breaker.success():
+            self._emit("breaker-closed")
+        await self._recycle_or_release(child)
+        return result
+
+    async def _recycle_or_release(self, child: SandboxedChild) -> None:
+        """Retire a child before RLIMIT_CPU (counted over its whole life) would kill it in the
+        middle of some innocent call: when what it used, plus two of its average calls, would
+        reach the budget. Otherwise hand it on."""
+        calls = self._calls[child] = self._calls.get(child, 0) + 1
+        used = _cpu_seconds(child.process.pid)
+        if used + 2 * used / calls >= self.sandbox.cpu_seconds:
+            self._calls.pop(child, None)
+            self._children.discard(child)
+            await child.kill()
+            self._emit("retire", pid=child.process.pid, reason="cpu budget")
+            self._schedule_respawn()
+            return
+        self._release(child)
 
     def _refuse(self, reason: str, message: str) -> SandboxError:
         self._emit("refused", reason=reason)
@@ -264,8 +316,11 @@ class PluginSupervisor:
 
     async def _acquire(self) -> SandboxedChild:
         """A free child, first come first served; refuse at once when the queue is full."""
-        if self._idle and not self._waiters:
-            return self._idle.popleft()
+        while self._idle and not self._waiters:
+            child = self._idle.popleft()
+            if child.failure is None and child.process.returncode is None:
+                return child
+            await self._drop(child)  # died while idle: replace it, and blame no input
         if len(self._waiters) >= self.policy.queue_limit:
             raise self._refuse(
                 "queue-full",
@@ -299,9 +354,7 @@ class PluginSupervisor:
                 return
         self._idle.append(child)
 
-    async def _failed(
-        self, child: SandboxedChild, error: SandboxError, hook: str, args: Any
-    ) -> None:
+    async def _failed(self, child: SandboxedChild, error: SandboxError, packed: bytes) -> None:
         if error.reason not in CHILD_FATAL:
             self._release(child)  # the plugin answered with an error: the child is fine
             if self._breaker.success():
@@ -309,27 +362,27 @@ class PluginSupervisor:
             return
         now = time.monotonic()
         self._emit("failure", reason=error.reason, pid=child.process.pid)
-        fingerprint = self._fingerprint(hook, args)
-        self._quarantine[fingerprint] = now + self.policy.quarantine_ttl
-        self._emit(
-            "quarantine", fingerprint=fingerprint.hex()[:16], seconds=self.policy.quarantine_ttl
-        )
+        # Not the input's fault: the host is closing, or RLIMIT_CPU (a lifetime budget) ran out.
+        innocent = self._closed or child.exit_description() == "killed by SIGXCPU"
+        if not innocent:
+            fingerprint = self._fingerprint(packed)
+            self._quarantine[fingerprint] = now + self.policy.quarantine_ttl
+            self._emit(
+                "quarantine", fingerprint=fingerprint.hex()[:16], seconds=self.policy.quarantine_ttl
+            )
         if self._breaker.failure(now):
             self._emit("breaker-open", failures=len(self._breaker.failures))
         await self._drop(child)
 
     async def _drop(self, child: SandboxedChild) -> None:
         self._children.discard(child)
+        self._calls.pop(child, None)
         await child.kill()
         self._emit("kill", pid=child.process.pid, how=child.exit_description())
         self._schedule_respawn()
 
-    def _fingerprint(self, hook: str, args: Any) -> bytes:
-        try:
-            data = msgpack.packb([hook, args], use_bin_type=True)
-        except (TypeError, ValueError, OverflowError):
-            data = repr((hook, args)).encode("utf-8", "replace")
-        return hmac.new(self._key, data, hashlib.sha256).digest()
+    def _fingerprint(self, packed: bytes) -> bytes:
+        return hmac.new(self._key, packed, hashlib.sha256).digest()
 
     def _quarantined(self, fingerprint: bytes, now: float) -> bool:
         expiry = self._quarantine.get(fingerprint)

@@ -149,13 +149,17 @@ class FetchGuard:
         self._networks = [ipaddress.ip_network(n, strict=False) for n in self.allow_networks]
 
     def _check_url(self, url: str) -> tuple[str, int]:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:  # a port out of range, a bad IPv6 literal...
+            raise _refuse(f"not a valid URL: {exc}") from None
         if parts.scheme not in ("http", "https"):
             raise _refuse(f"only http and https URLs may be fetched, not {parts.scheme!r}")
         if parts.username or parts.password:
             raise _refuse("URLs with credentials are refused")
         host = (parts.hostname or "").lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = port or (443 if parts.scheme == "https" else 80)
         # A grant without a port means the scheme's standard ports only.
         if (host, port) not in self._grants and not (
             (host, None) in self._grants and port in (80, 443)
@@ -198,6 +202,7 @@ class FetchGuard:
     async def _follow(
         self, url: str, method: str, body: bytes | None, headers: dict[str, str]
     ) -> FetchResult:
+        headers = _request_headers(headers)
         for _ in range(self.max_redirects + 1):
             host, port = self._check_url(url)
             addresses = await self._checked_addresses(host, port)
@@ -206,7 +211,13 @@ class FetchGuard:
             )
             if location is None:
                 return FetchResult(status, response_headers, data, url)
-            url, method, body = urljoin(url, location), "GET", None
+            target = urljoin(url, location)
+            if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
+                raise _refuse("a redirect from https to plain http is refused")
+            if _origin(target) != _origin(url):
+                # Credentials were meant for the first origin only.
+                headers = {k: v for k, v in headers.items() if k not in _CREDENTIAL_HEADERS}
+            url, method, body = target, "GET", None
         raise _refuse(f"more than {self.max_redirects} redirects")
 
     async def _once(
@@ -228,7 +239,7 @@ class FetchGuard:
                         k: response.headers[k] for k in _RESPONSE_HEADERS if k in response.headers
                     }
                     return response.status, kept, data, None
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, ValueError) as exc:
                 raise _refuse(f"fetching {url} failed: {exc}") from None
 
 
@@ -243,6 +254,34 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
             raise SandboxError("fetch-too-large", f"the response exceeded {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# Headers that frame or route the request are the host's to set: a plugin choosing Host,
+# Content-Length or Transfer-Encoding could reach another virtual host or smuggle a request.
+_FORBIDDEN_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "te", "trailer", "upgrade",
+     "keep-alive", "expect", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip"}
+)  # fmt: skip
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def _request_headers(headers: dict[str, str]) -> dict[str, str]:
+    clean: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.strip().lower()
+        if key in _FORBIDDEN_HEADERS or key.startswith("proxy-"):
+            raise _refuse(f"the header {name[:40]!r} is set by the host, not by plugins")
+        if not key or any(c in name + value for c in "\r\n\x00") or len(name + value) > 8192:
+            raise _refuse(f"the header {name[:40]!r} is malformed")
+        clean[key] = value
+    if len(clean) > 32:
+        raise _refuse("at most 32 request headers")
+    return clean
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
 def _grant(capability: str) -> tuple[str, int | None]:

@@ -314,7 +314,8 @@ def main() -> None:
     # The config comes from the host that spawned us (argv), never from the plugin.
     config = marshal.loads(bytes.fromhex(sys.argv[1]))  # noqa: S302
     _die_with_parent(config["parent"])
-    sys.path[:0] = config["sys_path"]
+    # After the stdlib, so nothing outside it can shadow a stdlib module loaded before confinement.
+    sys.path.extend(config["sys_path"])
     for name in config["preload"]:
         __import__(name)
     import importlib.util  # noqa: F401  (used by the bundle importer after confinement)
