@@ -61,7 +61,6 @@ import io
 import itertools
 import json
 import os
-import platform
 import pstats
 import statistics
 import subprocess
@@ -74,6 +73,7 @@ from typing import Any
 
 import haechi.host.sandbox
 import msgpack
+from _machine import machine_facts
 from haechi.host.sandbox import SandboxedChild, SandboxError, SandboxPolicy
 from haechi.host.sandbox.ipc import FrameDecoder, encode
 from haechi.host.sandbox.supervisor import LifecycleEvent, PluginSupervisor, SupervisorPolicy
@@ -704,26 +704,8 @@ async def profile_host(kind: str, seconds: float, top: int) -> str:
 
 
 def machine() -> dict[str, Any]:
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count() or 0
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next(
-                (ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), ""
-            )
-    except OSError:
-        pass
     return {
-        "nproc": nproc,
-        "machine": platform.machine(),
-        "kernel": platform.release(),
-        "cpu": cpu,
-        "uid": os.getuid(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "executable": sys.executable,
+        **machine_facts(),
         "msgpack": ".".join(map(str, msgpack.version)),
         "event_loop": loop_name(),
     }

@@ -36,7 +36,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
 import subprocess
@@ -52,6 +51,7 @@ from typing import Any
 import haechi.trust
 import nacl
 import nacl.signing
+from _machine import machine_facts
 from haechi.trust import (
     PLUGIN_PAYLOAD_TYPE,
     Bundle,
@@ -296,25 +296,9 @@ def run(
 
 
 def machine() -> dict[str, Any]:
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count() or 0
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next(
-                (ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), ""
-            )
-    except OSError:
-        pass
     return {
-        "nproc": nproc,
-        "machine": platform.machine(),
-        "cpu": cpu,
+        **machine_facts(),
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(),
         "pynacl": nacl.__version__,
     }
 

@@ -188,7 +188,9 @@ class SandboxedChild:
         self.hooks: tuple[str, ...] = ()
         self.failure: SandboxError | None = None
         self._decoder = FrameDecoder(policy.max_reply_frame)
-        self._expecting_control = False  # control frames are only valid during the handshake
+        # Control frames are valid only from spawn until the plugin is loaded; the hello frame
+        # may arrive before spawn() reaches the handshake, so this starts out True.
+        self._expecting_control = True
         self._control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
@@ -290,7 +292,6 @@ class SandboxedChild:
         return child
 
     async def _handshake(self, bundle: Bundle) -> None:
-        self._expecting_control = True
         hello = await self._next_control()
         expected = (PROTOCOL_VERSION, bundle.manifest.kind)
         if hello.get("op") != "hello" or (hello.get("protocol"), hello.get("kind")) != expected:

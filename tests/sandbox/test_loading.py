@@ -119,3 +119,24 @@ def test_interpreter_site_packages_are_not_readable(tmp_path: Path) -> None:
         "blocked",
         errno.EACCES,
     ]
+
+
+def test_many_children_spawned_at_once(echo: Path) -> None:
+    """A child's hello can arrive before spawn() reaches its handshake (the pipe is connected
+    first); starting several at once exercises that ordering."""
+    import asyncio
+
+    bundle = verified(echo, KEY)
+
+    async def scenario() -> list[tuple[str, ...]]:
+        hooks = []
+        for _ in range(3):
+            children = await asyncio.gather(
+                *(SandboxedChild.spawn(bundle, SandboxPolicy()) for _ in range(6))
+            )
+            hooks += [child.hooks for child in children]
+            for child in children:
+                await child.close()
+        return hooks
+
+    assert run(scenario) == [("inspect",)] * 18
