@@ -35,6 +35,7 @@ __all__ = [
     "CAPABILITY_FORMS",
     "Limits",
     "Manifest",
+    "capability_forms",
     "check_capability",
     "check_capability_name",
     "check_plugin_id",
@@ -76,6 +77,11 @@ def check_plugin_id(value: object) -> str:
             "joined by single '.', '_' or '-' (e.g. 'acme-pii-filter')",
         )
     return value
+
+
+def capability_forms(kind: str) -> tuple[str, ...]:
+    """The capability forms a plugin of ``kind`` may declare."""
+    return tuple(f for f in CAPABILITY_FORMS if _KIND_ONLY.get(f, kind) == kind)
 
 
 def check_capability(name: object, kind: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from haechi.sdk.protocol import hooks_for
 from haechi.trust import KINDS, Bundle
-from haechi.trust.manifest import CAPABILITY_FORMS
+from haechi.trust.manifest import capability_forms
 
 from .process import SandboxedChild, SandboxPolicy, _read_only_paths
 
@@ -30,7 +30,6 @@ description = "haechi doctor's probe: echoes its input"
 requires-host = ">=0"
 """
 _PROBE_CODE = b"def inspect(segments, ctx):\n    return segments\n"
-_KIND_ONLY = {"request:credentials": "auth", "request:body-text": "filter"}
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,9 @@ def _profiles() -> dict[str, dict[str, Any]]:
     policy = SandboxPolicy()
     profiles = {}
     for kind in KINDS:
-        forms = [f for f in CAPABILITY_FORMS if _KIND_ONLY.get(f, kind) == kind]
         profiles[kind] = {
             "hooks": list(hooks_for(kind)),
-            "capabilities": forms,
+            "capabilities": list(capability_forms(kind)),
             "read_only_paths": _read_only_paths(),
             "network": "none (empty network namespace; sockets denied by seccomp)",
             "rlimits": {

@@ -378,20 +378,19 @@ class SandboxedChild:
                 f"the plugin does not offer {hook!r} "
                 f"(it offers: {', '.join(self.hooks) or 'none'})",
             )
-        try:
-            frame = encode({"id": 0, "op": "call", "hook": hook, "args": args})
+        call_id = next(self._ids)
+        try:  # encoded once, before anything is registered: bad arguments cost no child
+            frame = encode({"id": call_id, "op": "call", "hook": hook, "args": args})
         except (TypeError, ValueError, OverflowError) as exc:
             raise SandboxError(
                 "invalid-args", f"the call's arguments cannot be sent: {exc}"
             ) from None
-        call_id = next(self._ids)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[call_id] = future
         # One timer per call rather than asyncio.timeout(): it is the hot path (bench/sandbox.py).
         timer = loop.call_later(timeout, _expire, future)
         try:
-            frame = encode({"id": call_id, "op": "call", "hook": hook, "args": args})
             await self._write(frame, timeout)
             reply = await future
             if self.failure is not None:
