@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
 import gc
 import hashlib
 import importlib
@@ -111,10 +112,17 @@ STATUS_KEYS = ("VmRSS", "RssAnon", "RssFile", "VmSize")
 SMAPS_KEYS = ("Pss", "Private_Dirty", "Private_Clean", "Shared_Clean")
 TARGETS = {"spawn_p50_ms": 40.0, "rtt_p50_us": 60.0, "rss_mb": 15.0}
 MB_PER_KIB = 1024 / 1e6
-# Round-trip variants: (key, label, placement). "free" leaves placement to the scheduler (the
-# headline, judged against the target); the pinned rows show the two cases it mixes.
+# Round-trip variants: (key, label, placement). "free" leaves placement to the scheduler;
+# "colocated" is how a gateway worker runs its children (the worker pinned to one CPU, its
+# children placed on it by SandboxPolicy.cpus, decision 0003) and is judged against the target
+# when it ran; the two pinned rows show the two cases "free" mixes.
 ROUNDTRIPS = (
-    ("roundtrip", "asyncio", "free"),
+    ("roundtrip", "asyncio, placement left to the scheduler", "free"),
+    (
+        "roundtrip_colocated",
+        "asyncio, worker pinned, child co-located by SandboxPolicy.cpus",
+        "colocated",
+    ),
     ("roundtrip_one_cpu", "asyncio, host + child pinned to one CPU", "one-cpu"),
     ("roundtrip_two_cpus", "asyncio, host and child pinned to two CPUs", "two-cpus"),
     ("roundtrip_uvloop", "uvloop", "free"),
@@ -298,11 +306,15 @@ async def roundtrip_phase(
     placement: str = "free",
 ) -> dict[str, Any]:
     perf = time.perf_counter
-    child = await SandboxedChild.spawn(bundle, policy)
     saved = os.sched_getaffinity(0)
+    if placement == "colocated":
+        # As a worker does: pin the event-loop thread, then ask the sandbox for the same CPU.
+        os.sched_setaffinity(0, {min(saved)})
+        policy = dataclasses.replace(policy, cpus=frozenset({min(saved)}))
+    child = await SandboxedChild.spawn(bundle, policy)
     try:
         pid = child.process.pid
-        if placement != "free":
+        if placement in ("one-cpu", "two-cpus"):
             # This thread (the event loop) and the child's one thread, after the spawn.
             first, second = sorted(saved)[:2]
             os.sched_setaffinity(0, {first})
@@ -503,7 +515,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if factory is None:
         skipped["roundtrip_uvloop"] = uvloop_note
     if not args.pin:
-        skipped["roundtrip_one_cpu"] = skipped["roundtrip_two_cpus"] = "--no-pin"
+        for key in ("roundtrip_colocated", "roundtrip_one_cpu", "roundtrip_two_cpus"):
+            skipped[key] = "--no-pin"
     elif len(os.sched_getaffinity(0)) < 2:
         skipped["roundtrip_two_cpus"] = "fewer than 2 CPUs available"
     for key, reason in skipped.items():
@@ -643,16 +656,25 @@ def aggregate(repeats: list[dict[str, Any]], skipped: dict[str, str]) -> dict[st
     results["memory"] = memory
 
     spawn_p50 = results["spawn"]["p50_ms"]["median"]
-    rtt_p50 = results["roundtrip"]["p50_us"]["median"]
+    rtt_p50 = results[judged_roundtrip(results)]["p50_us"]["median"]
     rss_max = memory["VmRSS_mb"]["max"]
     results["targets"] = {
         "spawn_p50_ms": {"target": TARGETS["spawn_p50_ms"], "measured": spawn_p50},
-        "rtt_p50_us": {"target": TARGETS["rtt_p50_us"], "measured": rtt_p50},
+        "rtt_p50_us": {
+            "target": TARGETS["rtt_p50_us"],
+            "measured": rtt_p50,
+            "row": judged_roundtrip(results),
+        },
         "idle_rss_mb": {"target": TARGETS["rss_mb"], "measured": rss_max, "note": "max"},
     }
     for entry in results["targets"].values():
         entry["met"] = entry["measured"] <= entry["target"]
     return results
+
+
+def judged_roundtrip(results: dict[str, Any]) -> str:
+    """The row the 60 us target is judged on: the co-located deployment when it ran."""
+    return "roundtrip_colocated" if results.get("roundtrip_colocated") else "roundtrip"
 
 
 # --- profile ---------------------------------------------------------------------------------
@@ -801,7 +823,7 @@ def table(results: dict[str, Any], pools: list[int]) -> str:
         for q in ("p50", "p99"):
             target = (
                 f"≤ 60 | {verdict(targets['rtt_p50_us'])}"
-                if (key, q) == ("roundtrip", "p50")
+                if (key, q) == (judged_roundtrip(results), "p50")
                 else " | "
             )
             rows.append(

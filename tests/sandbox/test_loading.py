@@ -140,3 +140,47 @@ def test_many_children_spawned_at_once(echo: Path) -> None:
         return hooks
 
     assert run(scenario) == [("inspect",)] * 18
+
+
+def test_child_runs_on_the_cpus_the_policy_names(echo: Path) -> None:
+    """A worker pinned to one CPU co-locates its children (decision 0003)."""
+    import os
+
+    cpu = min(os.sched_getaffinity(0))
+
+    async def scenario() -> tuple[set[int], dict[str, str]]:
+        child = await SandboxedChild.spawn(
+            verified(echo, KEY), SandboxPolicy(cpus=frozenset({cpu}))
+        )
+        try:
+            await child.call("inspect", [["ab"]], timeout=2)
+            return os.sched_getaffinity(child.process.pid), child.layers
+        finally:
+            await child.close()
+
+    placed, layers = run(scenario)
+    assert placed == {cpu}
+    assert layers["cpus"] == str(cpu)
+
+
+def test_policy_cpus_outside_the_hosts_set_refuse_the_spawn(echo: Path) -> None:
+    import os
+
+    outside = max(os.sched_getaffinity(0)) + 1
+    with pytest.raises(SandboxError) as info:
+        run(
+            lambda: call_once(
+                verified(echo, KEY),
+                "inspect",
+                [["a"]],
+                policy=SandboxPolicy(cpus=frozenset({outside})),
+            )
+        )
+    assert info.value.reason == "spawn-failed"
+    assert str(outside) in info.value.message
+
+
+@pytest.mark.parametrize("cpus", [frozenset(), frozenset({-1}), frozenset({True})])
+def test_policy_cpus_are_checked(cpus: frozenset[int]) -> None:
+    with pytest.raises(ValueError, match="cpus"):
+        SandboxPolicy(cpus=cpus)

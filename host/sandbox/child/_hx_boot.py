@@ -334,7 +334,17 @@ def main() -> None:
 
     channel = Channel(config["fd_in"], config["fd_out"], config["max_frame"])
     _isolate_stdio()
+    if config["cpus"] is not None:
+        # Placement, not confinement: the host checked the set, so a failure here is a cpuset
+        # change in between, which the scheduler handles; report it rather than refuse.
+        try:
+            os.sched_setaffinity(0, config["cpus"])
+            placed = ",".join(map(str, config["cpus"]))
+        except OSError as exc:
+            placed = f"unchanged: {exc.strerror}"
     report, stage, error = confine(config)
+    if config["cpus"] is not None:
+        report["cpus"] = placed
     channel.send(
         {
             "op": "hello",
