@@ -1,7 +1,8 @@
 """The host-child contract that plugin code and the sandbox both rely on.
 
-Issue #5 turns these names into pluggy hook specifications with typed models; the hook names
-per kind, the protocol version and the wire shape of every hook's answer are fixed here, so
+The pluggy hook specifications (:mod:`haechi.sdk.hookspecs`) and typed models
+(:mod:`haechi.sdk.models`) sit on top of this module; the hook names per kind, their
+parameters, the protocol version and the wire shape of every hook's answer are fixed here, so
 the sandbox, the SDK and the gateway cannot disagree. The host checks every answer with
 :func:`check_result` before using it: a plugin is code the operator runs, not code it trusts.
 
@@ -12,17 +13,19 @@ Wire shapes (msgpack values):
   ``type`` is 1-64 of ``[a-z0-9_.-]``, ``0 <= start <= end``;
 * ``authenticate`` -> ``{"allow": bool}`` plus optional ``"principal": str``,
   ``"scopes": [str]`` and ``"reason": str``;
-* ``encrypt`` / ``decrypt`` -> bytes;
+* ``encrypt`` -> bytes (a :class:`~haechi.sdk.models.Sealed` value); ``decrypt`` -> bytes;
 * ``setup`` / ``teardown`` -> nil.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
+TYPE_CHECKING = False  # not from typing: imported in every sandboxed child (see markers.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "HOOKS",
+    "HOOK_PARAMETERS",
     "LIFECYCLE_HOOKS",
     "PROTOCOL_VERSION",
     "ResultError",
@@ -39,8 +42,21 @@ HOOKS: dict[str, tuple[str, ...]] = {
 }
 LIFECYCLE_HOOKS: tuple[str, ...] = ("setup", "teardown")
 
+# The parameters of every hook, in the order the host sends them, then ``ctx``, which the child
+# adds. The pluggy specifications in :mod:`haechi.sdk.hookspecs` have exactly these parameters
+# (a test holds the two together); the child checks an implementation against this table
+# because it never imports pluggy.
+HOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "authenticate": ("request", "ctx"),
+    "inspect": ("segments", "ctx"),
+    "encrypt": ("plaintext", "fields", "ctx"),
+    "decrypt": ("sealed", "fields", "ctx"),
+    "setup": ("ctx",),
+    "teardown": ("ctx",),
+}
+
 MAX_DETECTIONS = 10_000
-_TYPE = re.compile(r"[a-z0-9_.-]{1,64}", re.ASCII)
+_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 class ResultError(ValueError):
@@ -92,6 +108,10 @@ def _closed(item: dict[str, Any], where: str, required: set[str], optional: set[
         raise ResultError(f"{where}: unknown field {unknown[0][:40]!r}")
 
 
+def _detection_type(value: str) -> bool:
+    return 0 < len(value) <= 64 and _TYPE_CHARS.issuperset(value)
+
+
 def _detections(value: Any) -> None:
     if not isinstance(value, list):
         raise ResultError(f"inspect: must return a list of detections, not {type(value).__name__}")
@@ -102,7 +122,7 @@ def _detections(value: Any) -> None:
         if not isinstance(item, dict):
             raise ResultError(f"{where}: must be a map")
         _closed(item, where, {"type", "segment", "start", "end"}, {"label", "confidence"})
-        if not isinstance(item["type"], str) or not _TYPE.fullmatch(item["type"]):
+        if not isinstance(item["type"], str) or not _detection_type(item["type"]):
             raise ResultError(f"{where}: type: 1-64 of lowercase letters, digits, '_', '.', '-'")
         _int(item["segment"], f"{where}: segment")
         start = _int(item["start"], f"{where}: start")
