@@ -94,6 +94,22 @@ def register(commands: Any) -> None:
     )
 
 
+def positional(hook: str, named: dict[str, Any]) -> list[Any]:
+    """``{"segments": [...]}`` -> ``[[...]]`` in the hook's parameter order (``ctx`` excluded)."""
+    from haechi.sdk.protocol import HOOK_PARAMETERS
+
+    if hook not in HOOK_PARAMETERS:
+        return list(named.values())  # the child answers hook-not-offered
+    names = HOOK_PARAMETERS[hook][:-1]
+    unknown = sorted(set(named) - set(names))
+    if unknown:
+        raise UsageError(f"--args: {hook} has no parameter {unknown[0]!r}; it takes {list(names)}")
+    missing = [name for name in names if name not in named]
+    if missing:
+        raise UsageError(f"--args: {hook} needs {missing[0]!r}; it takes {list(names)}")
+    return [named[name] for name in names]
+
+
 def _call(args: argparse.Namespace) -> int:
     try:
         call_args = json.loads(args.args)
@@ -103,6 +119,11 @@ def _call(args: argparse.Namespace) -> int:
         return _usage("--args: give a JSON list (positional) or object (keyword arguments)")
     if args.timeout_ms is not None and not 1 <= args.timeout_ms <= 600_000:
         return _usage("--timeout-ms: must be between 1 and 600000")
+    if isinstance(call_args, dict):
+        try:
+            call_args = positional(args.hook, call_args)
+        except UsageError as exc:
+            return _usage(str(exc))
     from .plugin import verify_from_args
 
     try:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import haechi.sdk
 import msgpack
 from haechi.sdk.protocol import PROTOCOL_VERSION, hooks_for
 from haechi.trust import Bundle
@@ -41,6 +42,7 @@ from .ipc import MAX_FRAME, MAX_REPLY_FRAME, FrameDecoder, encode
 __all__ = ["SandboxPolicy", "SandboxedChild"]
 
 CHILD_DIR = Path(__file__).resolve().parent / "child"
+SDK_DIR = Path(haechi.sdk.__file__).resolve().parent
 _MIB = 1024 * 1024
 
 
@@ -89,7 +91,7 @@ def _compile_child_modules() -> None:
     """
     import py_compile
 
-    for source in CHILD_DIR.glob("_hx_*.py"):
+    for source in [*CHILD_DIR.glob("_hx_*.py"), *SDK_DIR.glob("*.py")]:
         with contextlib.suppress(OSError, py_compile.PyCompileError):
             py_compile.compile(str(source), doraise=True)
 
@@ -102,8 +104,6 @@ def _read_only_paths() -> list[str]:
     ``site-packages``; Landlock cannot carve a hole out of a granted directory, so each entry
     of the stdlib is granted on its own and ``site-packages`` / ``dist-packages`` are left out.
     """
-    import haechi.sdk
-
     stdlib = Path(sysconfig.get_path("stdlib")).resolve()
     paths = {
         str(entry)
@@ -113,7 +113,7 @@ def _read_only_paths() -> list[str]:
     dynload = sysconfig.get_config_var("DESTSHARED")
     if dynload and not Path(dynload).resolve().is_relative_to(stdlib):
         paths.add(str(Path(dynload).resolve()))
-    paths.add(str(Path(haechi.sdk.__file__).resolve().parent))
+    paths.add(str(SDK_DIR))
     return sorted(paths)
 
 
@@ -131,7 +131,7 @@ def _child_config(bundle: Bundle, policy: SandboxPolicy, fd_in: int, fd_out: int
         "preload": list(policy.preload),
         "cpus": sorted(policy.cpus) if policy.cpus is not None else None,
         "kind": bundle.manifest.kind,
-        "hooks": list(hooks_for(bundle.manifest.kind)),
+        "sdk_dir": str(SDK_DIR),
         "rlimits": {
             "RLIMIT_AS": (address_space, address_space),
             "RLIMIT_CPU": (policy.cpu_seconds, policy.cpu_seconds + 1),

@@ -54,7 +54,7 @@ def test_undeclared_key_is_refused(sealer: Path) -> None:
     ring = KeyRing()
     ring.add("tenant-a", secrets.token_bytes(32))
     ring.add("tenant-b", secrets.token_bytes(32))
-    result = session(sealer, ring, ("encrypt", {"plaintext": b"x", "aad": b"", "key": "tenant-b"}))
+    result = session(sealer, ring, ("encrypt", [b"x", {"aad": b"", "key": "tenant-b"}]))
     assert result == [["refused", "capability-not-declared"]]
     assert ring.uses("tenant-b") == 0
 

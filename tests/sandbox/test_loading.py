@@ -105,9 +105,9 @@ def test_interpreter_site_packages_are_not_readable(tmp_path: Path) -> None:
     source.mkdir()
     (source / "plugin.toml").write_text((CORPUS / "good" / "echo" / "plugin.toml").read_text())
     (source / "plugin.py").write_text(
-        "def inspect(path, ctx):\n"
+        "def inspect(segments, ctx):\n"
         "    try:\n"
-        "        open(path).read()\n"
+        "        open(segments).read()\n"
         "    except PermissionError as exc:\n"
         "        return ['blocked', exc.errno]\n"
         "    return ['read']\n"
@@ -184,3 +184,31 @@ def test_policy_cpus_outside_the_hosts_set_refuse_the_spawn(echo: Path) -> None:
 def test_policy_cpus_are_checked(cpus: frozenset[int]) -> None:
     with pytest.raises(ValueError, match="cpus"):
         SandboxPolicy(cpus=cpus)
+
+
+def test_plugin_imports_the_sdk_and_nothing_else_of_haechi(tmp_path: Path) -> None:
+    """The child loads haechi.sdk before confinement; haechi.host, haechi.trust and pluggy
+    (what the host has) must stay out of a plugin's reach."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "plugin.toml").write_text((CORPUS / "good" / "echo" / "plugin.toml").read_text())
+    (source / "plugin.py").write_text(
+        "from haechi.sdk import Detection, hookimpl\n"
+        "@hookimpl\n"
+        "def inspect(segments):\n"
+        "    import importlib\n"
+        "    blocked = []\n"
+        "    for name in segments:\n"
+        "        try:\n"
+        "            importlib.import_module(name)\n"
+        "        except ImportError as exc:\n"
+        "            blocked.append(type(exc).__name__)\n"
+        "        else:\n"
+        "            blocked.append('imported')\n"
+        "    return [Detection('ok', 0, 0, len(blocked))] + blocked\n"
+    )
+    bundle = verified(signed_copy(source, tmp_path / "b", KEY), KEY)
+    names = ["haechi.trust", "haechi.host", "haechi.host.sandbox", "pluggy", "cryptography"]
+    result = run(lambda: call_once(bundle, "inspect", [names]))
+    assert result[0] == {"type": "ok", "segment": 0, "start": 0, "end": len(names)}
+    assert result[1:] == ["ModuleNotFoundError"] * len(names)

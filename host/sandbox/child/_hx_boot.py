@@ -169,110 +169,56 @@ class Channel:
             view = view[os.write(self.fd_out, view) :]
 
 
-class _BundleFinder:
-    """Imports the plugin's own modules from the verified bytes, never from disk."""
+def _import_sdk(sdk_dir: str) -> None:
+    """Load ``haechi.sdk`` from its directory before confinement; plugin code imports it.
 
-    def __init__(self, files: dict) -> None:
-        self.modules = {}
-        for path, data in files.items():
-            if not path.endswith(".py"):
-                continue
-            parts = path[:-3].split("/")
-            if parts[-1] == "__init__":
-                self.modules[".".join(parts[:-1])] = (path, data, True)
-            else:
-                self.modules[".".join(parts)] = (path, data, False)
+    Only the SDK: ``haechi`` becomes an empty namespace here, so ``haechi.host`` and
+    ``haechi.trust`` cannot be imported by a plugin even if their files were readable.
+    """
+    import importlib.util
+    import types
 
-    def find_spec(self, name, path=None, target=None):
-        import importlib.util
-
-        entry = self.modules.get(name)
-        if entry is None:
-            return None
-        return importlib.util.spec_from_loader(name, self, is_package=entry[2])
-
-    def create_module(self, spec):
-        return None
-
-    def exec_module(self, module) -> None:
-        path, data, is_package = self.modules[module.__name__]
-        if is_package:
-            module.__path__ = []
-        exec(compile(data, f"<plugin>/{path}", "exec"), module.__dict__)  # noqa: S102
+    namespace = types.ModuleType("haechi")
+    namespace.__path__ = []
+    sys.modules["haechi"] = namespace
+    spec = importlib.util.spec_from_file_location(
+        "haechi.sdk", os.path.join(sdk_dir, "__init__.py"), submodule_search_locations=[sdk_dir]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["haechi.sdk"] = module
+    spec.loader.exec_module(module)
+    namespace.sdk = module
+    import haechi.sdk.runtime  # noqa: F401
 
 
-class CapabilityError(Exception):
-    """The host refused a capability request; ``reason`` says why."""
+def _transport(channel: Channel):
+    """ctx's way to the host broker: one ``cap`` frame out, its answer in."""
+    from haechi.sdk import CapabilityError
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
+    counter = [0]
 
-
-class _KV:
-    def __init__(self, ctx: "Context") -> None:
-        self._ctx = ctx
-
-    def get(self, key):
-        return self._ctx._request("kv", {"op": "get", "key": key})
-
-    def set(self, key, value) -> None:
-        self._ctx._request("kv", {"op": "set", "key": key, "value": value})
-
-    def delete(self, key) -> bool:
-        return self._ctx._request("kv", {"op": "delete", "key": key})
-
-
-class Context:
-    """What a hook receives as ``ctx``: every method is a request to the host's broker."""
-
-    def __init__(self, channel: "Channel") -> None:
-        self._channel = channel
-        self._next = 0
-        self.kv = _KV(self)
-
-    def secret(self, name):
-        return self._request("secret", {"name": name})
-
-    def fetch(self, url, method="GET", body=None, headers=None):
-        return self._request(
-            "fetch", {"url": url, "method": method, "body": body, "headers": headers or {}}
-        )
-
-    def seal(self, key, data, aad=b""):
-        """AES-256-GCM with the host's key ``key`` (declared as keys:<key>); bytes out."""
-        return self._request("key", {"name": key, "op": "seal", "data": data, "aad": aad})
-
-    def open(self, key, sealed, aad=b""):
-        return self._request("key", {"name": key, "op": "open", "data": sealed, "aad": aad})
-
-    def log(self, message) -> None:
-        print(str(message)[:2000], file=sys.stderr)
-
-    def _request(self, cap: str, args: dict):
-        self._next += 1
-        self._channel.send({"op": "cap", "cid": self._next, "cap": cap, "args": args})
-        reply = self._channel.receive()
-        if reply.get("cid") != self._next:
+    def request(cap: str, args: dict):
+        counter[0] += 1
+        channel.send({"op": "cap", "cid": counter[0], "cap": cap, "args": args})
+        reply = channel.receive()
+        if reply.get("cid") != counter[0]:
             raise EOFError("unexpected frame while waiting for the broker")
         if reply.get("ok"):
             return reply.get("result")
         error = reply.get("error") or {}
         raise CapabilityError(str(error.get("reason")), str(error.get("message")))
 
-
-def _load(message: dict, hook_names: list) -> tuple[dict, list]:
-    files = message["files"]
-    sys.meta_path.append(_BundleFinder(files))
-    namespace = {"__name__": "__plugin__", "__file__": f"<plugin>/{message['entry']}"}
-    exec(compile(files[message["entry"]], namespace["__file__"], "exec"), namespace)  # noqa: S102
-    hooks = [name for name in hook_names if callable(namespace.get(name))]
-    return namespace, hooks
+    return request
 
 
-def _serve(channel: Channel, namespace: dict, hooks: list) -> None:
-    ctx = Context(channel)
-    namespace["CapabilityError"] = CapabilityError
+def _error(call_id, kind: str, message: str) -> dict:
+    return {"id": call_id, "ok": False, "error": {"type": kind, "message": message[:2000]}}
+
+
+def _serve(channel: Channel, plugin) -> None:
+    from haechi.sdk import Context
+
+    ctx = Context(_transport(channel))
     while True:
         try:
             message = channel.receive()
@@ -280,32 +226,18 @@ def _serve(channel: Channel, namespace: dict, hooks: list) -> None:
             return
         call_id = message.get("id")
         hook = message.get("hook")
-        if message.get("op") != "call" or hook not in hooks:
+        if message.get("op") != "call" or hook not in plugin.hooks:
             channel.send(
-                {
-                    "id": call_id,
-                    "ok": False,
-                    "error": {
-                        "type": "HookNotOffered",
-                        "message": f"{hook!r} is not a hook of this plugin",
-                    },
-                }
+                _error(call_id, "HookNotOffered", f"{hook!r} is not a hook of this plugin")
             )
             continue
         args = message.get("args")
         try:
-            if isinstance(args, dict):
-                result = namespace[hook](**args, ctx=ctx)
-            else:
-                result = namespace[hook](*(args or ()), ctx)
+            result = plugin.call(hook, args, ctx)
+        except EOFError:
+            return  # the host went away while the plugin waited for the broker
         except Exception as exc:  # a plugin error is an answer, not a crash
-            channel.send(
-                {
-                    "id": call_id,
-                    "ok": False,
-                    "error": {"type": type(exc).__name__, "message": str(exc)[:2000]},
-                }
-            )
+            channel.send(_error(call_id, type(exc).__name__, str(exc)))
             continue
         channel.send({"id": call_id, "ok": True, "result": result})
 
@@ -318,6 +250,7 @@ def main() -> None:
     sys.path.extend(config["sys_path"])
     for name in config["preload"]:
         __import__(name)
+    _import_sdk(config["sdk_dir"])
     import importlib.util  # noqa: F401  (used by the bundle importer after confinement)
 
     import _hx_landlock  # noqa: F401  (imported now: after Landlock this directory is unreadable)
@@ -362,10 +295,12 @@ def main() -> None:
         message = channel.receive()
     except EOFError:
         return
+    from haechi.sdk.runtime import load_plugin
+
     try:
-        namespace, hooks = _load(message, config["hooks"])
+        plugin = load_plugin(message["files"], message["entry"], config["kind"])
     except BaseException as exc:  # report any failure to load, then stop
         channel.send({"op": "load-failed", "error": f"{type(exc).__name__}: {exc}"[:2000]})
         return
-    channel.send({"op": "loaded", "hooks": hooks})
-    _serve(channel, namespace, hooks)
+    channel.send({"op": "loaded", "hooks": list(plugin.hooks)})
+    _serve(channel, plugin)

@@ -1,5 +1,7 @@
 """Its first segment names an action on ctx; it reports what the broker answered."""
 
+from haechi.sdk import CapabilityError
+
 
 def inspect(segments, ctx):
     action, *rest = segments
@@ -13,9 +15,9 @@ def inspect(segments, ctx):
             return ["ok", ctx.kv.get(rest[0])]
         if action == "fetch":
             response = ctx.fetch(rest[0])
-            return ["ok", response["status"], response["body"]]
+            return ["ok", response.status, response.body]
         if action == "raw":  # ask the broker for something no ctx method offers
-            return ["ok", ctx._request(rest[0], {})]
-    except CapabilityError as exc:  # noqa: F821 - provided by the sandbox at run time
+            return ["ok", ctx._transport(rest[0], {})]
+    except CapabilityError as exc:
         return ["refused", exc.reason]
     return ["unknown action"]

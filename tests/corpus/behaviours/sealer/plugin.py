@@ -1,15 +1,28 @@
-"""A crypto plugin that uses the key handle the host holds for it."""
+"""A crypto plugin that uses the key handle the host holds for it.
+
+``fields`` is the AAD (bytes), or a map ``{"aad": bytes, "key": name}`` naming another key.
+"""
+
+from haechi.sdk import CapabilityError
 
 
-def encrypt(plaintext, aad, ctx, key="tenant-a"):
+def _key_and_aad(fields):
+    if isinstance(fields, dict):
+        return fields.get("key", "tenant-a"), fields.get("aad", b"")
+    return "tenant-a", fields
+
+
+def encrypt(plaintext, fields, ctx):
+    key, aad = _key_and_aad(fields)
     try:
         return ["ok", ctx.seal(key, plaintext, aad)]
-    except CapabilityError as exc:  # noqa: F821 - provided by the sandbox at run time
+    except CapabilityError as exc:
         return ["refused", exc.reason]
 
 
-def decrypt(sealed, aad, ctx):
+def decrypt(sealed, fields, ctx):
+    key, aad = _key_and_aad(fields)
     try:
-        return ["ok", ctx.open("tenant-a", sealed, aad)]
-    except CapabilityError as exc:  # noqa: F821
+        return ["ok", ctx.open(key, sealed, aad)]
+    except CapabilityError as exc:
         return ["refused", exc.reason]
