@@ -9,7 +9,8 @@ class SandboxError(Exception):
     """A sandbox refusal or failure. ``reason`` is stable and machine-readable.
 
     Reasons: ``sandbox-layer-unavailable:<layer>``, ``spawn-failed``, ``load-failed``,
-    ``timeout``, ``crashed``, ``protocol-violation``, ``hook-not-offered``, ``plugin-error``.
+    ``setup-failed``, ``timeout``, ``crashed``, ``protocol-violation``, ``hook-not-offered``,
+    ``plugin-error``.
     """
 
     def __init__(self, reason: str, message: str, layers: dict[str, str] | None = None) -> None:

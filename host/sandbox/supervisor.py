@@ -5,6 +5,8 @@ Rules this module owns (DESIGN §3, "Supervisor"):
 
 * children are spawned at :meth:`PluginSupervisor.start`, off the request path, from the
   verified bytes held in memory; a respawn never re-reads the disk;
+* a child serves only after the plugin's ``setup`` hook (if it offers one) answered; a failed
+  setup is a failed spawn (``setup-failed``); ``close`` gives idle children ``teardown``;
 * at most ``queue_limit`` calls wait for a free child; one more is refused at once with
   ``queue-full`` rather than queued without bound;
 * a child that times out, crashes or breaks the protocol is killed and replaced after an
@@ -76,7 +78,7 @@ class SupervisorPolicy:
 @dataclass(frozen=True)
 class LifecycleEvent:
     """A structured event: ``kind`` is one of spawn, spawn-failed, refused, failure, kill,
-    retire, breaker-open, breaker-half-open, breaker-closed, quarantine."""
+    retire, breaker-open, breaker-half-open, breaker-closed, quarantine, teardown-failed."""
 
     kind: str
     plugin: str
@@ -189,12 +191,24 @@ class PluginSupervisor:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(SandboxError("closed", "the plugin has been unloaded"))
+        idle = list(self._idle)
         self._idle.clear()
         for task in list(self._respawns):
             task.cancel()
+        # Graceful retirement gives idle children their teardown hook; busy ones are stopped.
+        await asyncio.gather(*(self._teardown(child) for child in idle))
         for child in list(self._children):
             await child.close()
         self._children.clear()
+
+    async def _teardown(self, child: SandboxedChild) -> None:
+        if "teardown" not in child.hooks:
+            return
+        try:
+            check_result("teardown", await child.call("teardown", [], timeout=self._timeout))
+        except (SandboxError, ResultError) as exc:
+            reason = exc.reason if isinstance(exc, SandboxError) else "invalid-result"
+            self._emit("teardown-failed", pid=child.process.pid, reason=reason)
 
     @property
     def breaker_state(self) -> str:
@@ -216,10 +230,24 @@ class PluginSupervisor:
         if self._closed:
             await child.close()
             return
+        await self._setup(child)
         self._backoff = self.policy.backoff_initial
         self._children.add(child)
         self._release(child)
         self._emit("spawn", pid=child.process.pid, layers=child.layers)
+
+    async def _setup(self, child: SandboxedChild) -> None:
+        """Run the plugin's setup hook once, before the child serves; failing it fails the spawn."""
+        if "setup" not in child.hooks:
+            return
+        try:
+            check_result("setup", await child.call("setup", [], timeout=self._timeout))
+        except (SandboxError, ResultError) as exc:
+            await child.kill()
+            message = exc.message if isinstance(exc, SandboxError) else str(exc)
+            error = SandboxError("setup-failed", f"the plugin's setup hook failed: {message}")
+            self._emit("spawn-failed", reason=error.reason, message=error.message)
+            raise error from None
 
     def _schedule_respawn(self) -> None:
         if self._closed:

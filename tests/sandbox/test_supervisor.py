@@ -256,3 +256,52 @@ def test_malformed_answer_is_refused_and_the_child_kept(moody: Path) -> None:
 
     assert run(scenario) == answer("next")
     assert "kill" not in kinds(events) and kinds(events).count("spawn") == 1
+
+
+@pytest.fixture
+def lifecycle(tmp_path: Path) -> Path:
+    return signed_copy(CORPUS / "behaviours" / "lifecycle", tmp_path / "lifecycle", KEY)
+
+
+def test_setup_runs_before_the_first_call_and_teardown_on_close(lifecycle: Path) -> None:
+    from haechi.host.sandbox.broker import Broker, KVStore
+
+    bundle = verified(lifecycle, KEY, ["request:body-text", "secrets:read:mode", "state:kv"])
+    kv = KVStore()
+    broker = Broker(bundle.manifest, secrets={"mode": "strict"}, kv=kv)
+
+    async def scenario() -> object:
+        sup = PluginSupervisor(bundle, broker=broker)
+        await sup.start()
+        try:
+            first = await sup.call("inspect", [["x"]])
+            assert kv.get("lifecycle", "teardowns") is None
+            return first, await sup.call("inspect", [["y"]])
+        finally:
+            await sup.close()
+
+    first, second = run(scenario)  # type: ignore[misc]
+    assert first[0]["label"] == second[0]["label"] == "strict"
+    assert kv.get("lifecycle", "setups") == b"1"  # once per process, not per call
+    assert kv.get("lifecycle", "teardowns") == b"1"
+
+
+def test_a_failing_setup_fails_the_spawn_with_its_reason(lifecycle: Path) -> None:
+    from haechi.host.sandbox.broker import Broker
+
+    bundle = verified(lifecycle, KEY, ["request:body-text", "secrets:read:mode", "state:kv"])
+    events: list[LifecycleEvent] = []
+    broker = Broker(bundle.manifest, secrets={"mode": "fail"})
+
+    async def scenario() -> None:
+        sup = PluginSupervisor(bundle, broker=broker, on_event=events.append)
+        try:
+            await sup.start()
+        finally:
+            await sup.close()
+
+    with pytest.raises(SandboxError) as info:
+        run(scenario)
+    assert info.value.reason == "setup-failed"
+    assert "mode is fail" in info.value.message
+    assert [e.detail["reason"] for e in events if e.kind == "spawn-failed"] == ["setup-failed"]
