@@ -24,8 +24,8 @@ keyword arguments) and print the outcome as JSON on stdout.
 
 Exit codes: 0 the hook answered; 2 usage error; 10-13 verification refused (as plugin
 verify); 20 a sandbox layer is unavailable; 21 timeout; 22 the child crashed;
-23 protocol violation; 24 the plugin raised, does not offer the hook, failed to load,
-or answered in the wrong shape (see sdk/protocol.py);
+23 protocol violation; 24 the plugin raised, does not offer the hook, failed to load or
+set up, or answered in the wrong shape (see sdk/protocol.py);
 25 the child could not be started. The JSON "reason" is "refused:<code>" for a refusal."""
 
 EXIT_CODES = {
@@ -37,6 +37,7 @@ EXIT_CODES = {
     "hook-not-offered": 24,
     "load-failed": 24,
     "invalid-result": 24,
+    "setup-failed": 24,
     "spawn-failed": 25,
 }
 
@@ -181,6 +182,8 @@ async def _run(
     child = None
     try:
         child = await SandboxedChild.spawn(bundle, SandboxPolicy(mode=args.sandbox), broker)
+        if "setup" in child.hooks and args.hook != "setup":
+            await _setup(child, timeout)  # as the gateway does before a child serves
         result = await child.call(args.hook, call_args, timeout=timeout)
         if not args.raw:
             _check(args.hook, result)
@@ -202,6 +205,16 @@ async def _run(
     if degraded:
         outcome["degraded"] = degraded
     return _emit(outcome, 0)
+
+
+async def _setup(child: Any, timeout: float) -> None:
+    from haechi.host.sandbox import SandboxError
+
+    try:
+        await child.call("setup", [], timeout=timeout)
+    except SandboxError as exc:
+        message = f"the plugin's setup hook failed: {exc.message}"
+        raise SandboxError("setup-failed", message) from None
 
 
 def _check(hook: str, result: Any) -> None:
