@@ -38,6 +38,11 @@ def test_wheel_contains_every_package(tmp_path: Path) -> None:
     missing = sorted(expected - names)
     assert not missing, f"packages missing from the wheel (list them in pyproject): {missing}"
     assert "haechi/trust/py.typed" in names
+    templates = {
+        "haechi/" + t.relative_to(ROOT).as_posix()
+        for t in (ROOT / "sdk" / "scaffold").rglob("*.tmpl")
+    }
+    assert templates and templates <= names, sorted(templates - names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "haechi = haechi.host.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

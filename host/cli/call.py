@@ -142,7 +142,7 @@ def _call(args: argparse.Namespace) -> int:
             verdict.exit_code,
         )
     try:
-        secrets = _load_secrets(args.secrets)
+        secrets = load_secrets(args.secrets)
         networks = [str(ipaddress.ip_network(n, strict=False)) for n in args.allow_network]
     except UsageError as exc:
         return _usage(str(exc))
@@ -155,7 +155,7 @@ def _call(args: argparse.Namespace) -> int:
     return asyncio.run(_run(verdict.bundle, args, call_args, timeout_ms / 1000, broker))
 
 
-def _load_secrets(path: Path | None) -> dict[str, str]:
+def load_secrets(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
     from haechi.trust._internal.encoding import DecodeError, load_toml

@@ -1,4 +1,5 @@
-"""``haechi plugin keygen | sign | verify`` (also spelled ``plugin-keygen`` and so on)."""
+"""``haechi plugin keygen | sign | verify`` (also spelled ``plugin-keygen`` and so on); ``new``,
+``test`` (author.py) and ``call`` (call.py) join the same group."""
 
 from __future__ import annotations
 
@@ -65,8 +66,10 @@ def register(groups: Any) -> None:
         add(commands.add_parser(name, help=summary, description=text), handler)
         # The original's spellings, kept working but not listed in --help.
         add(groups.add_parser(f"plugin-{name}", description=text), handler)
-    from . import call  # late: it imports the sandbox, which verify-only users never need
+    # Late: these import the sandbox, which verify-only users (CI) never need.
+    from . import author, call
 
+    author.register(commands)
     call.register(commands)
 
 
