@@ -107,7 +107,7 @@ def _own_tests(directory: Path, bundle: Bundle) -> list[Row]:
             "-p",
             "no:cacheprovider",
             "--import-mode=importlib",
-            f"--rootdir={directory}",
+            f"--rootdir={directory.resolve()}",
             f"--junitxml={junit}",
             *tests,
         ]
@@ -115,7 +115,7 @@ def _own_tests(directory: Path, bundle: Bundle) -> list[Row]:
         try:
             done = subprocess.run(
                 command,
-                cwd=directory,
+                cwd=directory.resolve(),
                 env=env,
                 capture_output=True,
                 text=True,
