@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench digests clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "haechi needs Python >= 3.11")'
@@ -31,6 +31,10 @@ test: lint
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/verify.py
+
+# After changing a first-party plugin: refresh the digest list it ships with.
+digests: $(VENV)/.installed
+	$(BIN)/python -c 'from haechi.host.authoring.firstparty import write_digests; print(write_digests())'
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ._internal.files import discard, publish, stage, write_file
-from .bundle import SIGNATURE_FILE, Statement, read_bundle
+from .bundle import SIGNATURE_FILE, Bundle, Statement, read_bundle
 from .envelope import PLUGIN_PAYLOAD_TYPE, Envelope
 from .errors import EnvelopeError, KeyFileError
 from .keys import SigningKey
@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_VALID_DAYS",
     "MAX_VALID_DAYS",
     "countersign_bundle",
+    "envelope_for",
     "sign_bundle",
     "write_keypair",
 ]
@@ -77,6 +78,22 @@ def write_keypair(directory: Path, name: str, key: SigningKey, *, force: bool = 
             discard(temp)
 
 
+def envelope_for(
+    bundle: Bundle,
+    key: SigningKey,
+    *,
+    valid_days: int = DEFAULT_VALID_DAYS,
+    now: datetime | None = None,
+) -> Envelope:
+    """The signed envelope for exactly these bundle bytes, valid from now (less the allowed
+    clock skew) for ``valid_days``."""
+    if not 1 <= valid_days <= MAX_VALID_DAYS:
+        raise ValueError(f"valid days must be between 1 and {MAX_VALID_DAYS}")
+    start = (now or datetime.now(UTC)).replace(microsecond=0)
+    statement = Statement.for_bundle(bundle, start - CLOCK_SKEW, start + timedelta(days=valid_days))
+    return Envelope(PLUGIN_PAYLOAD_TYPE, statement.to_payload(), ()).add_signature(key)
+
+
 def sign_bundle(
     directory: str | os.PathLike[str],
     key: SigningKey,
@@ -85,12 +102,7 @@ def sign_bundle(
     now: datetime | None = None,
 ) -> Envelope:
     """Sign the bundle as it is now and write ``plugin.sig`` (replacing any earlier one)."""
-    if not 1 <= valid_days <= MAX_VALID_DAYS:
-        raise ValueError(f"valid days must be between 1 and {MAX_VALID_DAYS}")
-    bundle = read_bundle(directory)
-    start = (now or datetime.now(UTC)).replace(microsecond=0)
-    statement = Statement.for_bundle(bundle, start - CLOCK_SKEW, start + timedelta(days=valid_days))
-    envelope = Envelope(PLUGIN_PAYLOAD_TYPE, statement.to_payload(), ()).add_signature(key)
+    envelope = envelope_for(read_bundle(directory), key, valid_days=valid_days, now=now)
     write_file(Path(directory) / SIGNATURE_FILE, envelope.to_json(), mode=0o644, overwrite=True)
     return envelope
 

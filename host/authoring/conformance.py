@@ -2,8 +2,9 @@
 
 There is no backdoor: the original accepted any ``valid.*`` credential during conformance.
 Here every credential is made at run time and reaches the plugin only the way a real one
-would, through ``secrets:read`` (:data:`CREDENTIAL_SOURCES`); a plugin whose credential source
-the harness does not know gets the negative vectors only, and the table says so.
+would, through ``secrets:read`` (:data:`CREDENTIAL_SOURCES`: a bearer-token digest list, or an
+HS256 key with a JWT configuration); a plugin whose credential source the harness does not
+know gets the negative vectors only, and the table says so (n/a).
 
 Rules per kind:
 
@@ -23,7 +24,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,27 +62,62 @@ class VectorFailed(Exception):
 # --- credentials made at run time ------------------------------------------------------------
 
 
-def _bearer_tokens(token: str) -> str:
+def _bearer_tokens() -> tuple[dict[str, str], str]:
+    token = "hxc_" + secrets.token_urlsafe(24)
     digest = hashlib.sha256(token.encode()).hexdigest()
-    return f"# made by haechi plugin test; valid for this run only\nsha256:{digest} conformance\n"
+    listing = (
+        f"# made by haechi plugin test; valid for this run only\nsha256:{digest} conformance\n"
+    )
+    return {"bearer-tokens": listing}, token
 
 
-# secret name -> how to write a freshly made bearer token into that secret's format.
-CREDENTIAL_SOURCES: dict[str, Callable[[str], str]] = {"bearer-tokens": _bearer_tokens}
+def _jwt_hs256() -> tuple[dict[str, str], str]:
+    key = secrets.token_urlsafe(48)
+    config = {"issuer": "haechi-conformance", "audience": "haechi", "algorithms": ["HS256"]}
+    now = int(time.time())
+    claims = {
+        "iss": config["issuer"],
+        "aud": config["audience"],
+        "sub": "conformance",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    }
+    signing_input = f"{_b64url({'alg': 'HS256', 'typ': 'JWT'})}.{_b64url(claims)}"
+    signature = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    token = f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    return {"jwt-config": json.dumps(config), "jwt-hs256-key": key}, token
+
+
+def _b64url(value: dict[str, Any]) -> str:
+    data = json.dumps(value, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# The secrets a plugin reads its credentials from -> how to make a fresh credential for them.
+# A plugin declaring all of a source's secrets gets the positive vector.
+CREDENTIAL_SOURCES: dict[frozenset[str], Callable[[], tuple[dict[str, str], str]]] = {
+    frozenset({"bearer-tokens"}): _bearer_tokens,
+    frozenset({"jwt-config", "jwt-hs256-key"}): _jwt_hs256,
+}
 
 
 def secrets_for(manifest: Any, given: dict[str, str]) -> tuple[dict[str, str], str | None]:
-    """The secrets to run with, plus the token a known credential source was given (if any)."""
-    merged = dict(given)
-    for capability in manifest.capabilities:
-        name = capability.removeprefix("secrets:read:")
-        if capability.startswith("secrets:read:") and name in CREDENTIAL_SOURCES:
-            if name in given:
-                return merged, None  # the author's own secret wins; no positive vector
-            token = "hxc_" + secrets.token_urlsafe(24)
-            merged[name] = CREDENTIAL_SOURCES[name](token)
-            return merged, token
-    return merged, None
+    """The secrets to run with, plus the credential a known source was given (if any).
+
+    The author's own secrets win: when they name a source's secret, that source is not used
+    (the author's secret would not hold our credential).
+    """
+    declared = {
+        c.removeprefix("secrets:read:")
+        for c in manifest.capabilities
+        if c.startswith("secrets:read:")
+    }
+    for needs, make in CREDENTIAL_SOURCES.items():
+        if needs <= declared and not needs & set(given):
+            made, token = make()
+            return {**given, **made}, token
+    return dict(given), None
 
 
 # --- the vectors ------------------------------------------------------------------------------
@@ -227,7 +266,8 @@ def run_conformance(harness: PluginHarness, token: str | None = None) -> list[Ou
 
 def _run_one(name: str, vector: Callable[[], None] | None) -> Outcome:
     if vector is None:
-        return Outcome(name, "n/a", f"no known credential source ({', '.join(CREDENTIAL_SOURCES)})")
+        known = "; ".join(", ".join(sorted(needs)) for needs in CREDENTIAL_SOURCES)
+        return Outcome(name, "n/a", f"no known credential source (secrets:read of: {known})")
     try:
         vector()
     except VectorFailed as exc:

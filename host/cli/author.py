@@ -115,3 +115,47 @@ def _test(args: argparse.Namespace) -> int:
         failed = sum(row.status == "fail" for row in report.rows)
         print("all checks passed" if report.ok else f"{failed} check(s) failed")
     return 0 if report.ok else EXIT_FAILURE
+
+
+INSTALL_HELP = """\
+Copy haechi's first-party plugins (bearer-auth, jwt-auth, pii-filter, secret-filter,
+local-aesgcm) into DEST/<id>, after checking every file against the digest list shipped
+with the package, and sign each copy with YOUR key (--key), the one your trust state
+names. haechi ships no signing key of its own. Never overwrites: an existing DEST/<id>
+stops the run before anything is written."""
+
+
+def register_install(commands: Any) -> None:
+    sub = commands.add_parser(
+        "install-bundled",
+        help="check and sign the first-party plugins with your key",
+        description=INSTALL_HELP,
+    )
+    sub.set_defaults(handler=_install)
+    sub.add_argument("--dest", type=Path, required=True, action=Once, help="plugin directory")
+    sub.add_argument("--key", type=Path, required=True, action=Once, help="your private key")
+    sub.add_argument(
+        "--only", action="append", default=[], metavar="ID", help="just this plugin (repeatable)"
+    )
+    sub.add_argument("--valid-days", type=int, default=365, action=Once, metavar="N")
+
+
+def _install(args: argparse.Namespace) -> int:
+    from haechi.host.authoring.firstparty import FirstPartyError, install_bundled
+
+    from .plugin import load_signing_key
+
+    try:
+        key = load_signing_key(args.key)
+        installed = install_bundled(
+            args.dest, key, only=tuple(args.only), valid_days=args.valid_days
+        )
+    except UsageError as exc:
+        print(f"haechi: error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FirstPartyError, ValueError) as exc:
+        print(f"haechi: error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
+    for path in installed:
+        print(f"installed {path.name} -> {path} (signed by {key.keyid})")
+    return 0

@@ -30,7 +30,7 @@ from packaging.version import InvalidVersion, Version
 
 from ._args import EXIT_FAILURE, EXIT_USAGE, Once, Parser, UsageError, parse_now
 
-__all__ = ["add_trust_options", "register", "verify_from_args"]
+__all__ = ["add_trust_options", "load_signing_key", "register", "verify_from_args"]
 
 EXIT_BUNDLE_INVALID = 10
 
@@ -70,6 +70,7 @@ def register(groups: Any) -> None:
     from . import author, call
 
     author.register(commands)
+    author.register_install(commands)
     call.register(commands)
 
 
@@ -170,7 +171,7 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_key(path: Path) -> SigningKey:
+def load_signing_key(path: Path) -> SigningKey:
     try:
         return SigningKey.load(path)
     except KeyFileError as exc:
@@ -186,7 +187,7 @@ def _sign(args: argparse.Namespace) -> int:
     days = DEFAULT_VALID_DAYS if args.valid_days is None else args.valid_days
     if not 1 <= days <= MAX_VALID_DAYS:
         raise UsageError(f"--valid-days: must be between 1 and {MAX_VALID_DAYS}")
-    key = _load_key(args.key)
+    key = load_signing_key(args.key)
     try:
         if args.countersign:
             envelope = countersign_bundle(args.directory, key)
