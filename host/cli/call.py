@@ -7,6 +7,7 @@ import asyncio
 import base64
 import ipaddress
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ __all__ = ["register"]
 HELP = """\
 Verify the bundle in DIR exactly as `plugin verify` does, start it in the kernel-confined
 sandbox, call one hook with --args (a JSON list of positional arguments, or an object of
-keyword arguments) and print the outcome as JSON on stdout.
+keyword arguments; {"$base64": "..."} stands for bytes, as in the output) and print the
+outcome as JSON on stdout. Each keys:<name> the manifest declares gets fresh random key
+material for this call, so sealing works but nothing sealed can be opened by a later call.
 
 Exit codes: 0 the hook answered; 2 usage error; 10-13 verification refused (as plugin
 verify); 20 a sandbox layer is unavailable; 21 timeout; 22 the child crashed;
@@ -113,9 +116,11 @@ def positional(hook: str, named: dict[str, Any]) -> list[Any]:
 
 def _call(args: argparse.Namespace) -> int:
     try:
-        call_args = json.loads(args.args)
+        call_args = json.loads(args.args, object_hook=_from_base64)
     except json.JSONDecodeError as exc:
         return _usage(f"--args: not valid JSON ({exc.msg})")
+    except ValueError as exc:
+        return _usage(f"--args: {exc}")
     if not isinstance(call_args, list | dict):
         return _usage("--args: give a JSON list (positional) or object (keyword arguments)")
     if args.timeout_ms is not None and not 1 <= args.timeout_ms <= 600_000:
@@ -148,9 +153,15 @@ def _call(args: argparse.Namespace) -> int:
         return _usage(str(exc))
     except ValueError as exc:
         return _usage(f"--allow-network: {exc}")
-    from haechi.host.sandbox.broker import Broker
+    from haechi.host.sandbox.broker import Broker, KeyRing
 
-    broker = Broker(verdict.bundle.manifest, secrets=secrets, allow_networks=tuple(networks))
+    keys = KeyRing()  # each declared keys:<name> gets fresh material, for this one call
+    for capability in verdict.bundle.manifest.capabilities:
+        if capability.startswith("keys:"):
+            keys.add(capability.removeprefix("keys:"), os.urandom(32))
+    broker = Broker(
+        verdict.bundle.manifest, secrets=secrets, keys=keys, allow_networks=tuple(networks)
+    )
     timeout_ms = args.timeout_ms or verdict.bundle.manifest.limits.timeout_ms
     return asyncio.run(_run(verdict.bundle, args, call_args, timeout_ms / 1000, broker))
 
@@ -225,6 +236,16 @@ def _check(hook: str, result: Any) -> None:
         check_result(hook, result)
     except ResultError as exc:
         raise SandboxError("invalid-result", f"{exc} (--raw prints it anyway)") from None
+
+
+def _from_base64(value: dict[str, Any]) -> Any:
+    """``{"$base64": "..."}`` in --args is bytes, as in the output."""
+    if set(value) != {"$base64"}:
+        return value
+    try:
+        return base64.b64decode(value["$base64"], validate=True)
+    except (TypeError, ValueError):
+        raise ValueError('{"$base64": ...} must hold standard base64 text') from None
 
 
 def _jsonable(value: Any) -> Any:
