@@ -1,0 +1,15 @@
+"""pii-filter: personal data in request text (see README.md for what each type matches)."""
+
+import pii_rules
+import textspan
+from haechi.sdk import Detection, hookimpl
+
+
+@hookimpl
+def inspect(segments, ctx):
+    return [
+        Detection(kind, segment, start, end, label, confidence)
+        for segment, start, end, kind, label, confidence in textspan.scan(
+            segments, pii_rules.find_all, pii_rules.RANK
+        )
+    ]
