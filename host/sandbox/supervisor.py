@@ -170,6 +170,9 @@ class PluginSupervisor:
         self._backoff = self.policy.backoff_initial
         self._respawns: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._in_flight = 0
+        self._idle_event = asyncio.Event()
+        self._idle_event.set()
         self._timeout = self.policy.call_timeout or bundle.manifest.limits.timeout_ms / 1000
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -184,6 +187,24 @@ class PluginSupervisor:
             raise errors[0]
         for _ in errors:
             self._schedule_respawn()
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new calls, let the calls in flight finish (at most ``timeout`` s), then close.
+
+        Returns True when every call in flight finished by itself."""
+        self._closed = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle_event.wait()
+            finished = True
+        except TimeoutError:
+            finished = False
+        await self.close()
+        return finished
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
 
     async def close(self) -> None:
         self._closed = True
@@ -293,9 +314,14 @@ class PluginSupervisor:
                 f"{self.plugin} failed repeatedly; calls are refused until a probe succeeds",
             )
         probe = self._breaker.state == "half-open"
+        self._in_flight += 1
+        self._idle_event.clear()
         try:
             result = await self._run(hook, args, packed)
         finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle_event.set()
             # A probe that ended without a verdict (cancelled, refused) must not leave the
             # breaker waiting for it forever: the next call probes instead.
             if probe and self._breaker.state == "half-open":

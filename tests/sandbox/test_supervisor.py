@@ -305,3 +305,38 @@ def test_a_failing_setup_fails_the_spawn_with_its_reason(lifecycle: Path) -> Non
     assert info.value.reason == "setup-failed"
     assert "mode is fail" in info.value.message
     assert [e.detail["reason"] for e in events if e.kind == "spawn-failed"] == ["setup-failed"]
+
+
+def test_drain_lets_calls_in_flight_finish_and_refuses_new_ones(moody: Path) -> None:
+    async def scenario() -> tuple[object, str, bool, bool]:
+        sup = PluginSupervisor(verified(moody, KEY), SupervisorPolicy(pool_size=2))
+        await sup.start()
+        in_flight = asyncio.create_task(sup.call("inspect", [["slow"]]))
+        await until(lambda: sup.in_flight == 1)
+        draining = asyncio.create_task(sup.drain(timeout=5))
+        await asyncio.sleep(0)
+        with pytest.raises(SandboxError) as refused:
+            await sup.call("inspect", [["late"]])
+        finished = await draining
+        return await in_flight, refused.value.reason, finished, sup.idle_children == 0
+
+    result, reason, finished, emptied = run(scenario)
+    assert label(result) == "verified-moody|slow"
+    assert reason == "closed"
+    assert finished and emptied
+
+
+def test_drain_gives_up_after_its_timeout(moody: Path) -> None:
+    async def scenario() -> tuple[bool, str]:
+        sup = PluginSupervisor(verified(moody, KEY), SupervisorPolicy(call_timeout=10))
+        await sup.start()
+        stuck = asyncio.create_task(sup.call("inspect", [["sleep"]]))
+        await until(lambda: sup.in_flight == 1)
+        finished = await sup.drain(timeout=0.2)
+        with pytest.raises(SandboxError) as info:
+            await stuck
+        return finished, info.value.reason
+
+    finished, reason = run(scenario)
+    assert not finished
+    assert reason == "crashed"  # the child was stopped under it, so the call cannot hang
