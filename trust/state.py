@@ -492,8 +492,12 @@ def sign_state(path: Path, key: SigningKey, previous: TrustState | None = None) 
         raise _fail(f"{path}: {exc}") from None
 
 
-def check_update(previous: TrustState, candidate: TrustState, envelope: Envelope) -> None:
-    """Refuse a candidate state that is older, or not endorsed by the previous roots."""
+def check_update(previous: TrustState, candidate: TrustState, envelope: Envelope | None) -> None:
+    """Refuse a candidate state that is older, or not endorsed by the previous roots.
+
+    ``envelope`` is the candidate's signed envelope, or None for an unsigned draft (which only
+    a state without roots may be followed by).
+    """
     if previous.version is not None and (candidate.version or 0) <= previous.version:
         raise _fail(
             f"version {candidate.version} is not newer than the current version "
@@ -501,6 +505,8 @@ def check_update(previous: TrustState, candidate: TrustState, envelope: Envelope
             StateCode.ROLLBACK,
         )
     if previous.roots is not None:
+        if envelope is None:
+            raise _fail("the current state has roots, so a new state must be signed by them")
         endorsed = previous.roots.count_valid(envelope)
         if len(endorsed) < previous.roots.threshold:
             raise _fail(
