@@ -251,9 +251,17 @@ class PluginSupervisor:
         if self._closed:
             await child.close()
             return
-        await self._setup(child)
+        self._children.add(child)  # tracked from now on, so close() stops it even mid-setup
+        try:
+            await self._setup(child)
+        except BaseException:
+            self._children.discard(child)
+            raise
+        if self._closed:  # closed while setup ran
+            self._children.discard(child)
+            await child.close()
+            return
         self._backoff = self.policy.backoff_initial
-        self._children.add(child)
         self._release(child)
         self._emit("spawn", pid=child.process.pid, layers=child.layers)
 
@@ -263,8 +271,10 @@ class PluginSupervisor:
             return
         try:
             check_result("setup", await child.call("setup", [], timeout=self._timeout))
-        except (SandboxError, ResultError) as exc:
+        except BaseException as exc:
             await child.kill()
+            if not isinstance(exc, SandboxError | ResultError):
+                raise  # cancelled: the child is gone, nothing to report
             message = exc.message if isinstance(exc, SandboxError) else str(exc)
             error = SandboxError("setup-failed", f"the plugin's setup hook failed: {message}")
             self._emit("spawn-failed", reason=error.reason, message=error.message)

@@ -212,3 +212,29 @@ def test_plugin_imports_the_sdk_and_nothing_else_of_haechi(tmp_path: Path) -> No
     result = run(lambda: call_once(bundle, "inspect", [names]))
     assert result[0] == {"type": "ok", "segment": 0, "start": 0, "end": len(names)}
     assert result[1:] == ["ModuleNotFoundError"] * len(names)
+
+
+def test_an_eoferror_raised_by_the_plugin_is_a_plugin_error_not_a_crash(tmp_path: Path) -> None:
+    """gzip on truncated input raises EOFError; that must not look like the host going away
+    (a crash would count towards the breaker, letting input open it)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "plugin.toml").write_text((CORPUS / "good" / "echo" / "plugin.toml").read_text())
+    (source / "plugin.py").write_text(
+        "import gzip\ndef inspect(segments):\n    gzip.decompress(b'\\x1f\\x8b\\x08\\x00')\n"
+    )
+    bundle = verified(signed_copy(source, tmp_path / "b", KEY), KEY)
+
+    async def scenario() -> tuple[str, str, bool]:
+        child = await SandboxedChild.spawn(bundle, SandboxPolicy())
+        try:
+            with pytest.raises(SandboxError) as info:
+                await child.call("inspect", [["x"]], timeout=2)
+            return info.value.reason, info.value.message, child.process.returncode is None
+        finally:
+            await child.close()
+
+    reason, message, alive = run(scenario)
+    assert reason == "plugin-error"
+    assert "EOFError" in message
+    assert alive

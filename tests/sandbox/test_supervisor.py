@@ -340,3 +340,33 @@ def test_drain_gives_up_after_its_timeout(moody: Path) -> None:
     finished, reason = run(scenario)
     assert not finished
     assert reason == "crashed"  # the child was stopped under it, so the call cannot hang
+
+
+def test_closing_while_setup_runs_leaves_no_child_behind(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    source = tmp_path / "slow-setup"
+    shutil.copytree(CORPUS / "behaviours" / "lifecycle", source)
+    (source / "plugin.py").write_text(
+        "import time\ndef setup(ctx):\n    time.sleep(1.5)\ndef inspect(segments):\n    return []\n"
+    )
+    bundle = verified(
+        signed_copy(source, tmp_path / "b", KEY),
+        KEY,
+        ["request:body-text", "secrets:read:mode", "state:kv"],
+    )
+
+    async def scenario() -> list[int]:
+        sup = PluginSupervisor(bundle, SupervisorPolicy(pool_size=2))
+        starting = asyncio.create_task(sup.start())
+        await until(lambda: len(sup._children) == 2)
+        pids = [child.process.pid for child in sup._children]
+        await sup.close()
+        with pytest.raises(SandboxError):
+            await starting
+        return pids
+
+    for pid in run(scenario):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

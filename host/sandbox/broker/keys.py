@@ -13,16 +13,28 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import SandboxError
 
-__all__ = ["NONCE_BUDGET", "KeyRing"]
+__all__ = ["NONCE_BUDGET", "KeyRing", "KeyService"]
 
 NONCE_BUDGET = 2**32
 _NONCE = 12
+
+
+class KeyService(Protocol):
+    """What the broker needs of a key ring: this in-memory one, or the persistent
+    ``haechi.host.keys.PersistentKeyRing`` the gateway uses."""
+
+    def seal(self, name: str, plaintext: bytes, aad: bytes) -> bytes: ...
+
+    def open(self, name: str, sealed: bytes, aad: bytes) -> bytes: ...
+
+    def uses(self, name: str) -> int: ...
 
 
 @dataclass

@@ -191,6 +191,15 @@ def _import_sdk(sdk_dir: str) -> None:
     import haechi.sdk.runtime  # noqa: F401
 
 
+class _HostGone(BaseException):
+    """The host closed the channel while the plugin waited for the broker.
+
+    A BaseException, and ours: plugin code cannot catch it by accident with ``except
+    Exception``, and an ``EOFError`` the plugin raises itself (gzip on truncated input) stays an
+    ordinary plugin error instead of looking like a lost host.
+    """
+
+
 def _transport(channel: Channel):
     """ctx's way to the host broker: one ``cap`` frame out, its answer in."""
     from haechi.sdk import CapabilityError
@@ -199,10 +208,13 @@ def _transport(channel: Channel):
 
     def request(cap: str, args: dict):
         counter[0] += 1
-        channel.send({"op": "cap", "cid": counter[0], "cap": cap, "args": args})
-        reply = channel.receive()
+        try:
+            channel.send({"op": "cap", "cid": counter[0], "cap": cap, "args": args})
+            reply = channel.receive()
+        except (EOFError, OSError):
+            raise _HostGone from None
         if reply.get("cid") != counter[0]:
-            raise EOFError("unexpected frame while waiting for the broker")
+            raise _HostGone
         if reply.get("ok"):
             return reply.get("result")
         error = reply.get("error") or {}
@@ -234,7 +246,7 @@ def _serve(channel: Channel, plugin) -> None:
         args = message.get("args")
         try:
             result = plugin.call(hook, args, ctx)
-        except EOFError:
+        except _HostGone:
             return  # the host went away while the plugin waited for the broker
         except Exception as exc:  # a plugin error is an answer, not a crash
             channel.send(_error(call_id, type(exc).__name__, str(exc)))
