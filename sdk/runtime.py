@@ -133,6 +133,8 @@ def _check_signature(hook: str, fn: Callable[..., object]) -> None:
         raise LoadError(f"{where}: must be a plain function")
     if code.co_flags & (_CO_VARARGS | _CO_VARKEYWORDS):
         raise LoadError(f"{where}: *args and **kwargs are not allowed; name the parameters")
+    if code.co_posonlyargcount:
+        raise LoadError(f"{where}: positional-only parameters cannot be passed by name")
     allowed = HOOK_PARAMETERS[hook]
     required = code.co_varnames[: code.co_argcount]
     defaults = len(getattr(fn, "__defaults__", None) or ())

@@ -13,11 +13,14 @@ Rules per kind:
   segment are answered, not crashed on;
 * auth: missing, random, wrong-scheme and oversized credentials are denied (an error counts as
   a denial: the gateway fails closed); a credential made at run time and handed over through a
-  known secret is accepted;
+  known secret is accepted, and its near misses are denied (a bearer token with a suffix, a
+  prefix or another case; a JWT with ``alg: none``, another key, a changed signature byte, an
+  expired ``exp``, another audience or issuer);
 * crypto: seal then open gives the plaintext back; two seals of one plaintext differ; a
-  changed byte anywhere, or a different ``type`` or ``tenant``, fails to open; every seal is
-  counted against a host-held ``keys:<name>`` (the nonce budget cannot see the plugin's own
-  crypto).
+  changed byte anywhere, or a different ``type`` or ``tenant``, fails to open; the answer is a
+  ``Sealed`` value whose type, tenant, expiry and key name cannot be rewritten (each is inside
+  the AAD); an expired value fails to open; every seal is counted against a host-held
+  ``keys:<name>`` (the nonce budget cannot see the plugin's own crypto).
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from typing import Any
 
 from haechi.host.sandbox import SandboxError
 from haechi.host.sandbox.views import RequestView
+from haechi.sdk import Sealed
 
 from .harness import PluginHarness
 
-__all__ = ["CREDENTIAL_SOURCES", "Outcome", "run_conformance", "secrets_for"]
+__all__ = ["CREDENTIAL_SOURCES", "Credentials", "Outcome", "run_conformance", "secrets_for"]
 
 ROUTE = "/v1/chat/completions"
 HOSTILE_TEXT = (
@@ -62,16 +66,29 @@ class VectorFailed(Exception):
 # --- credentials made at run time ------------------------------------------------------------
 
 
-def _bearer_tokens() -> tuple[dict[str, str], str]:
+@dataclass(frozen=True)
+class Credentials:
+    """What a credential source made for one run: the secrets that make ``valid`` valid, and
+    near misses (each labelled) that a correct plugin must deny."""
+
+    secrets: dict[str, str]
+    valid: str
+    near_misses: tuple[tuple[str, str], ...]
+
+
+def _bearer_tokens() -> Credentials:
     token = "hxc_" + secrets.token_urlsafe(24)
     digest = hashlib.sha256(token.encode()).hexdigest()
-    listing = (
-        f"# made by haechi plugin test; valid for this run only\nsha256:{digest} conformance\n"
+    listing = f"sha256:{digest} conformance\n"  # valid for this run only
+    near = (
+        ("the valid token with a suffix", token + "x"),
+        ("a prefix of the valid token", token[:-1]),
+        ("the valid token in another case", token.swapcase()),
     )
-    return {"bearer-tokens": listing}, token
+    return Credentials({"bearer-tokens": listing}, token, near)
 
 
-def _jwt_hs256() -> tuple[dict[str, str], str]:
+def _jwt_hs256() -> Credentials:
     key = secrets.token_urlsafe(48)
     config = {"issuer": "haechi-conformance", "audience": "haechi", "algorithms": ["HS256"]}
     now = int(time.time())
@@ -83,10 +100,24 @@ def _jwt_hs256() -> tuple[dict[str, str], str]:
         "nbf": now,
         "exp": now + 600,
     }
+    valid = _jwt(claims, key)
+    head, body, signature = valid.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    near = (
+        ("a JWT with alg none", f"{_b64url({'alg': 'none', 'typ': 'JWT'})}.{body}."),
+        ("a JWT signed with another key", _jwt(claims, secrets.token_urlsafe(48))),
+        ("a JWT with one signature byte changed", f"{head}.{body}.{flipped}"),
+        ("an expired JWT", _jwt({**claims, "iat": now - 7200, "exp": now - 3600}, key)),
+        ("a JWT for another audience", _jwt({**claims, "aud": "someone-else"}, key)),
+        ("a JWT from another issuer", _jwt({**claims, "iss": "https://evil.example/"}, key)),
+    )
+    return Credentials({"jwt-config": json.dumps(config), "jwt-hs256-key": key}, valid, near)
+
+
+def _jwt(claims: dict[str, Any], key: str) -> str:
     signing_input = f"{_b64url({'alg': 'HS256', 'typ': 'JWT'})}.{_b64url(claims)}"
     signature = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
-    token = f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
-    return {"jwt-config": json.dumps(config), "jwt-hs256-key": key}, token
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
 
 def _b64url(value: dict[str, Any]) -> str:
@@ -94,29 +125,26 @@ def _b64url(value: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-# The secrets a plugin reads its credentials from -> how to make a fresh credential for them.
-# A plugin declaring all of a source's secrets gets the positive vector.
-CREDENTIAL_SOURCES: dict[frozenset[str], Callable[[], tuple[dict[str, str], str]]] = {
+# The secrets a plugin reads its credentials from -> how to make fresh credentials for them.
+# A plugin declaring all of a source's secrets gets the positive and near-miss vectors.
+CREDENTIAL_SOURCES: dict[frozenset[str], Callable[[], Credentials]] = {
     frozenset({"bearer-tokens"}): _bearer_tokens,
     frozenset({"jwt-config", "jwt-hs256-key"}): _jwt_hs256,
 }
 
 
-def secrets_for(manifest: Any, given: dict[str, str]) -> tuple[dict[str, str], str | None]:
-    """The secrets to run with, plus the credential a known source was given (if any).
+def secrets_for(manifest: Any, given: dict[str, str]) -> tuple[dict[str, str], Credentials | None]:
+    """The secrets to run with, plus the credentials a known source made (if any).
 
     The author's own secrets win: when they name a source's secret, that source is not used
     (the author's secret would not hold our credential).
     """
-    declared = {
-        c.removeprefix("secrets:read:")
-        for c in manifest.capabilities
-        if c.startswith("secrets:read:")
-    }
+    prefix = "secrets:read:"
+    declared = {c.removeprefix(prefix) for c in manifest.capabilities if c.startswith(prefix)}
     for needs, make in CREDENTIAL_SOURCES.items():
         if needs <= declared and not needs & set(given):
-            made, token = make()
-            return {**given, **made}, token
+            made = make()
+            return {**given, **made.secrets}, made
     return dict(given), None
 
 
@@ -167,17 +195,22 @@ def _deny(harness: PluginHarness, authorization: str | None, what: str) -> None:
 
 
 def _auth_vectors(
-    harness: PluginHarness, token: str | None
+    harness: PluginHarness, made: Credentials | None
 ) -> list[tuple[str, Callable[[], None] | None]]:
     random = "hxc_" + secrets.token_urlsafe(24)
     basic = base64.b64encode(f"user:{random}".encode()).decode()
 
     def accepted() -> None:
-        assert token is not None
-        view = RequestView("POST", ROUTE, {"authorization": f"Bearer {token}"})
+        assert made is not None
+        view = RequestView("POST", ROUTE, {"authorization": f"Bearer {made.valid}"})
         decision = harness.call("authenticate", harness.request_arguments("authenticate", view))
         if not decision["allow"]:
             raise VectorFailed(f"a valid credential was denied ({decision.get('reason')!r})")
+
+    def near_misses() -> None:
+        assert made is not None
+        for label, token in made.near_misses:
+            _deny(harness, f"Bearer {token}", label)
 
     return [
         ("auth: no credentials are denied", lambda: _deny(harness, None, "a request without one")),
@@ -190,7 +223,8 @@ def _auth_vectors(
             "auth: a 64 KiB token is denied",
             lambda: _deny(harness, "Bearer " + "A" * 65_536, "an oversized token"),
         ),
-        ("auth: a credential made at run time is accepted", accepted if token else None),
+        ("auth: a credential made at run time is accepted", accepted if made else None),
+        ("auth: near misses of that credential are denied", near_misses if made else None),
     ]
 
 
@@ -229,6 +263,26 @@ def _crypto_vectors(harness: PluginHarness) -> list[tuple[str, Callable[[], None
         must_fail(sealed, {**FIELDS, "type": "other"}, "opening as another type")
         must_fail(sealed, {**FIELDS, "tenant": "tenant-b"}, "opening for another tenant")
 
+    def header_bound() -> None:
+        """Rewrite one header field and claim what it now says: only the AAD can catch it."""
+        try:
+            header = Sealed.from_bytes(seal())
+        except ValueError as exc:
+            raise VectorFailed(f"encrypt must return a haechi.sdk.Sealed value ({exc})") from None
+        rewrites = {
+            "type": Sealed(header.key, "other", header.body, header.tenant, header.expires),
+            "tenant": Sealed(header.key, header.type, header.body, "tenant-b", header.expires),
+            "expires": Sealed(header.key, header.type, header.body, header.tenant, 4102444800),
+            "key": Sealed(header.key + "-2", header.type, header.body, header.tenant, 0),
+        }
+        for field_name, forged in rewrites.items():
+            claims = {"type": forged.type, "tenant": forged.tenant, "expires": 0}
+            must_fail(forged.to_bytes(), claims, f"a value with its {field_name} rewritten")
+
+    def expiry() -> None:
+        expired = bytes(harness.call("encrypt", [plaintext, {**FIELDS, "expires": 1}]))
+        must_fail(expired, dict(FIELDS), "a value that expired in 1970")
+
     def counted() -> None:
         before = sum(harness.keys.uses(k) for k in keys)
         seal()
@@ -241,6 +295,8 @@ def _crypto_vectors(harness: PluginHarness) -> list[tuple[str, Callable[[], None
         ("crypto: two seals of one plaintext differ", fresh),
         ("crypto: a changed byte fails to open", tamper),
         ("crypto: another type or tenant fails to open", binding),
+        ("crypto: type, tenant, expiry and key are inside the AAD", header_bound),
+        ("crypto: an expired value fails to open", expiry),
         ("crypto: every seal is counted against keys:<name>", counted if keys else _no_keys),
     ]
 
@@ -251,14 +307,14 @@ def _no_keys() -> None:
     )
 
 
-def run_conformance(harness: PluginHarness, token: str | None = None) -> list[Outcome]:
+def run_conformance(harness: PluginHarness, made: Credentials | None = None) -> list[Outcome]:
     """Run the vectors of the plugin's kind on a started harness."""
     kind = harness.manifest.kind
     vectors: list[tuple[str, Callable[[], None] | None]]
     if kind == "filter":
         vectors = list(_filter_vectors(harness))
     elif kind == "auth":
-        vectors = _auth_vectors(harness, token)
+        vectors = _auth_vectors(harness, made)
     else:
         vectors = _crypto_vectors(harness)
     return [_run_one(name, vector) for name, vector in vectors]

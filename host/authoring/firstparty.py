@@ -106,20 +106,30 @@ def install_bundled(
 ) -> list[Path]:
     """Write each checked bundle to ``destination/<id>`` with ``plugin.sig`` signed by ``key``.
 
-    Nothing is overwritten: an existing ``destination/<id>`` refuses that plugin before any
-    is written, so a run either installs everything it was asked for or nothing.
+    Nothing is overwritten: an existing ``destination/<id>`` (even a dangling symlink) refuses
+    the run before anything is written; every bundle is staged first and renamed into place
+    last, and a failure part-way removes those already renamed, so a run installs everything
+    it was asked for or nothing.
     """
     bundles = load_bundled(root, only)
-    taken = [b.manifest.id for b in bundles if (destination / b.manifest.id).exists()]
+    taken = [b.manifest.id for b in bundles if os.path.lexists(destination / b.manifest.id)]
     if taken:
         raise FirstPartyError(
             f"{destination / taken[0]} already exists; remove it or install into another directory"
         )
     envelopes = [envelope_for(b, key, valid_days=valid_days, now=now) for b in bundles]
-    return [
-        _write_bundle(destination / bundle.manifest.id, bundle, envelope)
-        for bundle, envelope in zip(bundles, envelopes, strict=True)
-    ]
+    staged: list[tuple[Path, Path]] = []
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+        for bundle, envelope in zip(bundles, envelopes, strict=True):
+            target = destination / bundle.manifest.id
+            staged.append((_stage(target, bundle, envelope), target))
+        return _publish_all(staged)
+    except OSError as exc:
+        raise FirstPartyError(f"cannot install into {destination}: {exc.strerror or exc}") from None
+    finally:
+        for staging, _ in staged:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -186,17 +196,25 @@ def _walk(directory: Path) -> list[str]:
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _write_bundle(target: Path, bundle: Bundle, envelope: Envelope) -> Path:
+def _stage(target: Path, bundle: Bundle, envelope: Envelope) -> Path:
     staging = target.parent / f".{target.name}.partial-{secrets.token_hex(4)}"
+    staging.mkdir()
+    for path, data in bundle.files.items():
+        (staging / path).parent.mkdir(parents=True, exist_ok=True)
+        (staging / path).write_bytes(data)
+    (staging / SIGNATURE_FILE).write_bytes(envelope.to_json())
+    return staging
+
+
+def _publish_all(staged: list[tuple[Path, Path]]) -> list[Path]:
+    """Rename every staged bundle into place, or none: a failure takes back the ones done."""
+    done: list[Path] = []
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()
-        for path, data in bundle.files.items():
-            (staging / path).parent.mkdir(parents=True, exist_ok=True)
-            (staging / path).write_bytes(data)
-        (staging / SIGNATURE_FILE).write_bytes(envelope.to_json())
-        os.rename(staging, target)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise FirstPartyError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return target
+        for staging, target in staged:
+            os.rename(staging, target)  # fails on an existing directory or a dangling symlink
+            done.append(target)
+    except OSError:
+        for target in done:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return done

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from haechi.host.sandbox import SandboxPolicy
+from haechi.host.sandbox import SandboxError, SandboxPolicy
 from haechi.host.sandbox.broker import Broker, KeyRing
 from haechi.host.sandbox.broker.keys import NONCE_BUDGET
 from haechi.host.sandbox.supervisor import LifecycleEvent, PluginSupervisor, SupervisorPolicy
@@ -93,8 +93,15 @@ class PluginHarness:
         self._thread = threading.Thread(target=serve, name="haechi-harness", daemon=True)
         self._thread.start()
         ready.wait()
+        # A setup hook may take up to the manifest's timeout, after a spawn of up to its own.
+        limit = START_TIMEOUT + self.manifest.limits.timeout_ms / 1000
         try:
-            self._run(self._supervisor.start(), START_TIMEOUT)
+            self._run(self._supervisor.start(), limit)
+        except TimeoutError:
+            self.close()
+            raise SandboxError(
+                "spawn-failed", f"the plugin did not start and set up within {limit:g} s"
+            ) from None
         except BaseException:
             self.close()
             raise
@@ -133,4 +140,8 @@ class PluginHarness:
             coroutine.close()
             raise RuntimeError("the harness is not started; use it as a context manager")
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # stop the coroutine too, not only our wait for it
+            raise

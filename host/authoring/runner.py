@@ -4,8 +4,12 @@ vectors and the bundle's own tests, and report one row per check.
 The bundle is read once, as it is on disk (signed or not: authors test before they sign). Its
 own tests are the ``test_*.py`` files at its top level, run by pytest in a separate process
 with the bundle as the working directory; they load the bundle through
-:mod:`haechi.sdk.testing`, so they too exercise the real sandbox. Nothing is written into the
-bundle (no ``__pycache__``, no ``.pytest_cache``), since every file there would be signed.
+:mod:`haechi.sdk.testing`, so the plugin they call runs in the real sandbox, but the test
+files themselves run as the caller, with a reduced environment. That is the author's own code
+on the author's machine; for a bundle from someone else, ``--no-own-tests`` runs only the
+conformance vectors, where nothing from the bundle runs outside the sandbox. Nothing is
+written into the bundle (no ``__pycache__``, no ``.pytest_cache``), since every file there
+would be signed.
 """
 
 from __future__ import annotations
@@ -37,11 +41,21 @@ class Row:
     detail: str = ""
 
 
+OWN_TESTS_NOTE = (
+    "the bundle's own tests ran as you, outside the sandbox (only the plugin they load is "
+    "confined); for a bundle you did not write, use --no-own-tests"
+)
+# What the own tests' pytest process inherits: enough to find Python and a temp dir, never the
+# caller's credentials or tokens that happen to be in the environment.
+PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+
+
 @dataclass
 class Report:
     plugin: str
     kind: str
     rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -65,14 +79,17 @@ def check_bundle(
     report = Report(plugin=bundle.manifest.id, kind=bundle.manifest.kind)
     report.rows.extend(_conformance(bundle, dict(secrets or {}), allow_networks, mode))
     if own_tests:
-        report.rows.extend(_own_tests(directory, bundle))
+        rows = _own_tests(directory, bundle)
+        report.rows.extend(rows)
+        if any(row.status != "n/a" for row in rows):
+            report.notes.append(OWN_TESTS_NOTE)
     return report
 
 
 def _conformance(
     bundle: Bundle, given: dict[str, str], allow_networks: tuple[str, ...], mode: str
 ) -> list[Row]:
-    merged, token = secrets_for(bundle.manifest, given)
+    merged, made = secrets_for(bundle.manifest, given)
     harness = PluginHarness(bundle, secrets=merged, allow_networks=allow_networks, mode=mode)
     loaded = "the plugin loads and sets up in the sandbox"
     try:
@@ -80,7 +97,7 @@ def _conformance(
     except SandboxError as exc:
         return [Row("load", loaded, "fail", f"{exc.reason}: {exc.message}")]
     try:
-        outcomes: list[Outcome] = run_conformance(harness, token)
+        outcomes: list[Outcome] = run_conformance(harness, made)
     finally:
         harness.close()
     rows = [Row("load", loaded, "pass", ", ".join(_layers(harness)))]
@@ -111,7 +128,8 @@ def _own_tests(directory: Path, bundle: Bundle) -> list[Row]:
             f"--junitxml={junit}",
             *tests,
         ]
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {k: os.environ[k] for k in PASSED_ENVIRONMENT if k in os.environ}
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
         try:
             done = subprocess.run(
                 command,

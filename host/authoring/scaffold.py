@@ -15,6 +15,7 @@ from string import Template
 
 import haechi.sdk
 from haechi.trust import Manifest, ManifestError
+from haechi.trust.manifest import check_plugin_id
 
 __all__ = ["ScaffoldError", "new_bundle"]
 
@@ -30,6 +31,10 @@ def new_bundle(name: str, kind: str, parent: Path) -> Path:
     """Write bundle ``parent/name`` for a plugin of ``kind``; return its directory."""
     if kind not in KINDS:
         raise ScaffoldError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    try:
+        check_plugin_id(name)  # before NAME goes into any file or path
+    except ManifestError as exc:
+        raise ScaffoldError(f"NAME {name!r} cannot be a plugin id: {exc}") from None
     target = parent / name
     if target.exists() or target.is_symlink():
         raise ScaffoldError(f"{target} already exists; choose another NAME or --dir")
@@ -38,10 +43,7 @@ def new_bundle(name: str, kind: str, parent: Path) -> Path:
         template.name.removesuffix(".tmpl"): _fill(template, values)
         for template in sorted((TEMPLATES / kind).glob("*.tmpl"))
     }
-    try:
-        manifest = Manifest.from_toml(files["plugin.toml"])  # NAME must make a valid plugin id
-    except ManifestError as exc:
-        raise ScaffoldError(f"NAME {name!r} cannot be a plugin id: {exc}") from None
+    manifest = Manifest.from_toml(files["plugin.toml"])
     allow = " ".join(f"--allow-capability {c}" for c in manifest.capabilities)
     files["README.md"] = _fill(TEMPLATES / "README.md.tmpl", {**values, "allow": allow})
     _write_all(target, files)

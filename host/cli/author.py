@@ -24,8 +24,10 @@ existing directory. Next: edit plugin.py, run `plugin test`, then keygen, sign a
 TEST_HELP = """\
 Load the bundle in DIR into the real sandbox (every layer; signed or not), run the
 conformance vectors of its kind, then its own test_*.py files with pytest, and print
-one row per check. Auth conformance makes its test credential at run time and hands it
-over through secrets:read (no backdoor); give other secrets with --secrets.
+one row per check. Auth conformance makes its test credentials at run time and hands
+them over through secrets:read (no backdoor); give other secrets with --secrets.
+The own tests are code from the bundle and run as you (only the plugin is confined):
+for a bundle you did not write, use --no-own-tests.
 Exit codes: 0 every check passed, 1 a check failed, 2 usage error."""
 
 MARKS = {"pass": "PASS", "fail": "FAIL", "n/a": "n/a "}
@@ -62,7 +64,10 @@ def register(commands: Any) -> None:
     )
     test.add_argument("--sandbox", choices=("strict", "best-effort"), default="strict", action=Once)
     test.add_argument(
-        "--no-own-tests", dest="own_tests", action="store_false", help="conformance only"
+        "--no-own-tests",
+        dest="own_tests",
+        action="store_false",
+        help="conformance only: nothing from the bundle runs outside the sandbox",
     )
     test.add_argument("--format", choices=("text", "json"), default="text", action=Once)
 
@@ -105,13 +110,21 @@ def _test(args: argparse.Namespace) -> int:
     )
     if args.format == "json":
         rows = [row.__dict__ for row in report.rows]
-        document = {"plugin": report.plugin, "kind": report.kind, "ok": report.ok, "rows": rows}
+        document = {
+            "plugin": report.plugin,
+            "kind": report.kind,
+            "ok": report.ok,
+            "rows": rows,
+            "notes": report.notes,
+        }
         print(json.dumps(document, indent=2))
     else:
         print(f"{report.plugin} ({report.kind})")
         for row in report.rows:
             detail = f"  {printable(row.detail)}" if row.detail else ""
             print(f"  {MARKS[row.status]}  {row.section:<11} {printable(row.name)}{detail}")
+        for note in report.notes:
+            print(f"note: {note}")
         failed = sum(row.status == "fail" for row in report.rows)
         print("all checks passed" if report.ok else f"{failed} check(s) failed")
     return 0 if report.ok else EXIT_FAILURE

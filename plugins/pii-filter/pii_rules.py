@@ -25,8 +25,10 @@ RANK = {
     "phone": 50,
 }
 
+# The local part is Unicode-aware ("müller@", RFC 6531); the domain stays ASCII (IDNs are
+# matched in their ASCII form only).
 EMAIL = re.compile(
-    r"(?<![\w.%+-])[\w.%+-]{1,64}@"
+    r"(?<!(?u:[\w.%+-]))(?u:[\w.%+-]){1,64}@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}(?![\w-])",
     A,
 )

@@ -183,3 +183,126 @@ def test_text_output_is_a_table(tmp_path: Path) -> None:
     assert result.code == 0
     assert "PASS  conformance filter: an empty request gives no detections" in result.stdout
     assert result.stdout.rstrip().endswith("all checks passed")
+
+
+def test_new_refuses_a_name_that_would_inject_toml_or_a_path(tmp_path: Path) -> None:
+    inner = tmp_path / "inner"
+    result = run_cli("plugin", "new", 'ok" #/../../escaped', "--kind", "filter", "--dir", inner)
+    assert result.code == 1
+    assert "cannot be a plugin id" in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+def test_own_tests_do_not_inherit_the_callers_secrets(tmp_path: Path) -> None:
+    bundle = make(
+        tmp_path,
+        "filter",
+        "def inspect(segments):\n    return []\n",
+        tests=(
+            "import os\n"
+            "def test_environment():\n"
+            "    assert 'HAECHI_REVIEW_SECRET' not in os.environ\n"
+        ),
+    )
+    import os
+
+    os.environ["HAECHI_REVIEW_SECRET"] = "s3cr3t"
+    try:
+        code, report = plugin_test(bundle)
+    finally:
+        del os.environ["HAECHI_REVIEW_SECRET"]
+    assert code == 0, report
+    assert any("outside the sandbox" in note for note in report["notes"])
+
+
+def test_no_own_tests_runs_nothing_from_the_bundle_outside_the_sandbox(tmp_path: Path) -> None:
+    marker = tmp_path / "ran-outside"
+    bundle = make(
+        tmp_path,
+        "filter",
+        "def inspect(segments):\n    return []\n",
+        tests=f"open({str(marker)!r}, 'w').write('x')\ndef test_x():\n    pass\n",
+    )
+    code, report = plugin_test(bundle, "--no-own-tests")
+    assert code == 0
+    assert not marker.exists()
+    assert {row["section"] for row in report["rows"]} == {"load", "conformance"}
+    assert report["notes"] == []
+
+
+def test_a_crypto_plugin_with_an_empty_aad_fails(tmp_path: Path) -> None:
+    """A Sealed header outside the AAD lets a stored value be relabelled for another tenant."""
+    bundle = make(
+        tmp_path,
+        "crypto",
+        "from haechi.sdk import Sealed\n"
+        "def encrypt(plaintext, fields, ctx):\n"
+        "    header = Sealed('data', fields['type'], b'', fields.get('tenant', ''))\n"
+        "    return header.with_body(ctx.seal('data', plaintext))\n"
+        "def decrypt(sealed, fields, ctx):\n"
+        "    value = Sealed.from_bytes(sealed)\n"
+        "    if value.type != fields['type'] or value.tenant != fields.get('tenant', ''):\n"
+        "        raise ValueError('wrong type or tenant')\n"
+        "    return ctx.open('data', value.body)\n",
+    )
+    code, report = plugin_test(bundle)
+    assert code == 1
+    rows = statuses(report)
+    assert rows["crypto: type, tenant, expiry and key are inside the AAD"] == "fail"
+    assert rows["crypto: another type or tenant fails to open"] == "pass"
+
+
+def test_a_jwt_plugin_that_ignores_the_signature_fails(tmp_path: Path) -> None:
+    bundle = make(
+        tmp_path,
+        "auth",
+        "import base64, json, time\n"
+        "from haechi.sdk import Decision\n"
+        "def authenticate(request):\n"
+        "    token = request.bearer() or ''\n"
+        "    try:\n"
+        "        body = token.split('.')[1]\n"
+        "        claims = json.loads(base64.urlsafe_b64decode(body + '=' * (-len(body) % 4)))\n"
+        "    except Exception:\n"
+        "        return Decision.deny('malformed-token')\n"
+        "    if claims.get('aud') != 'haechi' or claims.get('exp', 0) < time.time():\n"
+        "        return Decision.deny('wrong-claims')\n"
+        "    return Decision.allow_as(claims['sub'])\n",
+    )
+    manifest = bundle / "plugin.toml"
+    manifest.write_text(
+        manifest.read_text().replace(
+            '"secrets:read:bearer-tokens"',
+            '"secrets:read:jwt-config", "secrets:read:jwt-hs256-key"',
+        )
+    )
+    code, report = plugin_test(bundle)
+    assert code == 1
+    rows = statuses(report)
+    assert rows["auth: a credential made at run time is accepted"] == "pass"
+    assert rows["auth: near misses of that credential are denied"] == "fail"
+
+
+def test_a_bearer_plugin_that_forgives_a_suffix_fails(tmp_path: Path) -> None:
+    bundle = make(
+        tmp_path,
+        "auth",
+        "import hashlib\n"
+        "from haechi.sdk import Decision, hookimpl\n"
+        "TOKENS = []\n"
+        "@hookimpl\n"
+        "def setup(ctx):\n"
+        "    for line in ctx.secret('bearer-tokens').splitlines():\n"
+        "        TOKENS.append(line.split()[0][7:])\n"
+        "def authenticate(request):\n"
+        "    token = request.bearer() or ''\n"
+        "    for candidate in (token, token[:-1]):  # forgives one trailing character\n"
+        "        if hashlib.sha256(candidate.encode()).hexdigest() in TOKENS:\n"
+        "            return Decision.allow_as('x')\n"
+        "    return Decision.deny('unknown-token')\n",
+    )
+    code, report = plugin_test(bundle, "--no-own-tests")
+    rows = statuses(report)
+    assert code == 1
+    assert rows["auth: a credential made at run time is accepted"] == "pass"
+    assert rows["auth: near misses of that credential are denied"] == "fail"

@@ -395,3 +395,15 @@ def test_scoring_counts_tp_fp_fn():
     }  # fmt: skip
     assert result["types"]["email"]["fn"] == 1
     assert [e["kind"] for e in result["errors"]] == ["FP", "FN"]
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("mail müller@example.de now", "müller@example.de"),
+        ("to jöhn.dœ@example.com", "jöhn.dœ@example.com"),
+    ],
+)
+def test_an_email_with_a_non_ascii_local_part_is_covered_whole(text: str, address: str) -> None:
+    """Reporting only the ASCII tail ('ller@example.de') would leave 'mü' in clear."""
+    assert ("email", address) in found(pii, text)

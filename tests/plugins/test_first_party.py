@@ -243,3 +243,34 @@ def test_local_aesgcm_call(installed: Path, operator: tuple[SigningKey, Path]) -
     result = call(installed, operator, "local-aesgcm", "--hook", "encrypt", "--args", args)
     sealed = base64.b64decode(result["$base64"])
     assert sealed.startswith(b"HXS1") and b"bob@example.com" not in sealed
+
+
+def test_install_is_all_or_nothing(tmp_path: Path) -> None:
+    destination = tmp_path / "plugins"
+    destination.mkdir()
+    (destination / "local-aesgcm").symlink_to(tmp_path / "nowhere")  # dangling
+    with pytest.raises(FirstPartyError, match="already exists"):
+        install_bundled(destination, SigningKey.generate())
+    assert [p.name for p in destination.iterdir()] == ["local-aesgcm"]
+    # A clash that appears only at publish time (after the check) also leaves nothing behind.
+    (destination / "local-aesgcm").unlink()
+    real = install_bundled
+    import haechi.host.authoring.firstparty as firstparty
+
+    original = firstparty._stage
+
+    def stage_then_block(target: Path, bundle, envelope):  # type: ignore[no-untyped-def]
+        staged = original(target, bundle, envelope)
+        if target.name == "secret-filter":
+            target.mkdir()  # another process created it meanwhile
+            (target / "theirs").write_text("keep")
+        return staged
+
+    firstparty._stage = stage_then_block  # type: ignore[assignment]
+    try:
+        with pytest.raises(FirstPartyError, match="cannot install"):
+            real(destination, SigningKey.generate())
+    finally:
+        firstparty._stage = original  # type: ignore[assignment]
+    assert sorted(p.name for p in destination.iterdir()) == ["secret-filter"]
+    assert (destination / "secret-filter" / "theirs").read_text() == "keep"

@@ -178,3 +178,8 @@ def test_sealed_binds_every_descriptive_field_into_the_aad() -> None:
 def test_malformed_sealed_values_name_the_problem(data: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Sealed.from_bytes(data)
+
+
+def test_positional_only_parameters_fail_the_load() -> None:
+    with pytest.raises(LoadError, match="positional-only"):
+        load("def inspect(segments, /):\n    return []\n")
