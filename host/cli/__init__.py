@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from haechi.host import __version__
 from haechi.trust._internal.encoding import printable
 
-from . import doctor, plugin, trust
+from . import audit, doctor, keys, plugin, trust
 from ._args import EXIT_FAILURE, EXIT_USAGE, Parser, UsageError
 
 __all__ = ["main"]
@@ -35,6 +35,8 @@ def build_parser() -> Parser:
     plugin.register(groups)
     trust.register(groups)
     doctor.register(groups)
+    audit.register(groups)
+    keys.register(groups)
     return parser
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from haechi.trust import Manifest
 
 from ..errors import SandboxError
-from .keys import KeyRing
+from .keys import KeyRing, KeyService
 from .kv import KVStore
 from .netfetch import FetchGuard
 
@@ -44,7 +44,7 @@ class Broker:
     manifest: Manifest
     secrets: Mapping[str, str] = field(default_factory=dict)
     kv: KVStore = field(default_factory=KVStore)
-    keys: KeyRing = field(default_factory=KeyRing)
+    keys: KeyService = field(default_factory=KeyRing)
     allow_networks: tuple[str, ...] = ()
     fetch_timeout: float = 5.0
 
