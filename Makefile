@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench digests clean
+.PHONY: demo walkthrough test lint bench digests clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "haechi needs Python >= 3.11")'
@@ -18,7 +18,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
+# The gateway end to end on embedded defaults: stub model API, signed sandboxed plugins, audit.
 demo: $(VENV)/.installed
+	$(BIN)/haechi demo
+
+# Signing and verification of a plugin bundle, step by step.
+walkthrough: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash docs/examples/walkthrough.sh
 
 lint: $(VENV)/.installed-dev

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from haechi.host import __version__
 from haechi.trust._internal.encoding import printable
 
-from . import audit, doctor, keys, plugin, trust
+from . import audit, doctor, gateway, keys, plugin, trust
 from ._args import EXIT_FAILURE, EXIT_USAGE, Parser, UsageError
 
 __all__ = ["main"]
@@ -37,6 +37,7 @@ def build_parser() -> Parser:
     doctor.register(groups)
     audit.register(groups)
     keys.register(groups)
+    gateway.register(groups)
     return parser
 
 

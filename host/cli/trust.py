@@ -24,7 +24,7 @@ from haechi.trust.state import (
     sign_state,
 )
 
-from ._args import EXIT_FAILURE, Once, Parser, UsageError, parse_now
+from ._args import EXIT_FAILURE, EXIT_USAGE, Once, Parser, UsageError, parse_now
 
 __all__ = ["register"]
 
@@ -54,6 +54,15 @@ _HEADER = """\
 #   [capabilities]   allow = the capabilities plugins may be granted
 #   [roots]          keys that sign this file (k-of-n); raise version on every change
 """
+
+
+APPLY_HELP = """\
+Check FILE as the successor of the gateway's current trust state (valid, newer version,
+signed by the current roots if it has any), install it in place of plugins.trust atomically
+(the old one is kept as <name>.bak-<time>), and tell the running gateway (SIGHUP to the pid in
+haechi.pid beside the config). The gateway verifies every loaded plugin again: revoked ones are
+drained and stopped within 5 s, new versions on disk are swapped in; each with an audit event.
+Waits until the gateway reports the new version (--timeout)."""
 
 
 def register(groups: Any) -> None:
@@ -123,6 +132,14 @@ def register(groups: Any) -> None:
     show.add_argument("--now", action=Once, metavar="RFC3339")
     show.add_argument("--format", choices=("text", "json"), default="text", action=Once)
     show.set_defaults(handler=_show)
+
+    apply = commands.add_parser(
+        "apply", help="load a newer trust state into the running gateway", description=APPLY_HELP
+    )
+    apply.add_argument("file", type=Path, metavar="FILE")
+    apply.add_argument("--config", type=Path, default=Path("haechi.toml"), action=Once)
+    apply.add_argument("--timeout", type=float, default=10.0, action=Once, metavar="SECONDS")
+    apply.set_defaults(handler=_apply)
 
 
 def _anchor_table(path: Path, *, kinds: bool) -> dict[str, Any]:
@@ -268,3 +285,21 @@ def _describe(state: TrustState) -> str:
     allow = ", ".join(sorted(state.allowed_capabilities)) or "(none: plugins may declare none)"
     lines.append(f"  allow    {allow}")
     return "\n".join(lines)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from haechi.host.config import ConfigError, load_config
+    from haechi.host.gateway.live import ApplyError, apply_trust_file
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"haechi: error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        version = apply_trust_file(config, args.file, timeout=args.timeout)
+    except ApplyError as exc:
+        print(f"haechi: error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"the gateway now runs trust state version {version}")
+    return 0

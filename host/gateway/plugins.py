@@ -112,7 +112,6 @@ class TrustChange:
 class _Loaded:
     bundle: Bundle
     supervisor: PluginSupervisor
-    layers: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -354,7 +353,7 @@ class PluginHost:
                 breaker=entry.supervisor.breaker_state,
                 idle_children=entry.supervisor.idle_children,
                 in_flight=entry.supervisor.in_flight,
-                layers=entry.layers,
+                layers=entry.supervisor.layers,
             )
             for entry in self._plugins.values()
         ]

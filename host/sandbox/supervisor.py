@@ -174,6 +174,7 @@ class PluginSupervisor:
         self._backoff = self.policy.backoff_initial
         self._respawns: set[asyncio.Task[None]] = set()
         self._closed = False
+        self.layers: dict[str, str] = {}  # the layer report of the newest child
         self._in_flight = 0
         self._idle_event = asyncio.Event()
         self._idle_event.set()
@@ -266,6 +267,7 @@ class PluginSupervisor:
             await child.close()
             return
         self._backoff = self.policy.backoff_initial
+        self.layers = dict(child.layers)
         self._release(child)
         self._emit("spawn", pid=child.process.pid, layers=child.layers)
 
