@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo walkthrough test lint bench digests clean
+.PHONY: demo walkthrough test gate lint bench digests clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "haechi needs Python >= 3.11")'
@@ -33,6 +33,10 @@ lint: $(VENV)/.installed-dev
 
 test: lint
 	$(BIN)/pytest
+
+# The named security gate (tests/gate/gates.toml): one row per property, each proven by tests.
+gate: $(VENV)/.installed-dev
+	$(BIN)/python tests/gate/run.py
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/verify.py

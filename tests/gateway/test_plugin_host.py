@@ -240,3 +240,20 @@ def test_an_auth_plugin_that_cannot_answer_fails_closed(operator: Operator) -> N
 
     outcome = run(scenario())
     assert (outcome.allow, outcome.reason) == (False, "auth-unavailable")
+
+
+def test_an_unsigned_plugin_stops_the_start(operator: Operator) -> None:
+    (operator.plugins / "secret-filter" / "plugin.sig").unlink()
+    events: list[PluginEvent] = []
+    with pytest.raises(PluginLoadError) as info:
+        run(operator.host(operator.state(), events).start())
+    assert info.value.plugin == "secret-filter"
+    assert info.value.reason == "envelope-invalid"  # no plugin.sig
+    assert ("secret-filter", "load-refused") in {(e.plugin, e.kind) for e in events}
+
+
+def test_a_plugin_signed_by_an_unknown_key_stops_the_start(operator: Operator) -> None:
+    sign_bundle(operator.plugins / "pii-filter", SigningKey.generate())
+    with pytest.raises(PluginLoadError) as info:
+        run(operator.host(operator.state(), []).start())
+    assert (info.value.plugin, info.value.reason) == ("pii-filter", "unknown-signer")
