@@ -11,7 +11,8 @@ error with a stable reason code (``{"error": {"type": "haechi", "code", "message
 3. auth plugins, before the body is read: ``401 unauthenticated:<reason>``, or ``503
    auth-unavailable`` when an auth plugin failed and none allowed;
 4. rate limit per principal: ``429 rate-limited`` with ``Retry-After``;
-5. body size and JSON: ``413 body-too-large``, ``400 invalid-json``;
+5. body size and JSON: ``413 body-too-large``, ``400 invalid-json``; a body that does not
+   arrive within ``gateway.client_timeout_s`` is ``408 client-timeout``;
 6. model allowlist: ``403 model-not-allowed``;
 7. the route's adapter extracts the text segments: ``400 invalid-body`` /
    ``unsupported-content``;
@@ -240,15 +241,26 @@ class Gateway:
         if request.content_length is not None and request.content_length > limit:
             raise GatewayError(413, "body-too-large", f"the body is over {limit} bytes")
         try:
-            raw = await request.read()
+            # gateway.client_timeout_s was never applied: a client trickling its body held a
+            # concurrency slot for as long as it liked.
+            async with asyncio.timeout(self.config.gateway.client_timeout_s):
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise GatewayError(413, "body-too-large", f"the body is over {limit} bytes") from None
+        except TimeoutError:
+            raise GatewayError(
+                408, "client-timeout", "the request body did not arrive in time"
+            ) from None
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_no_constant)
         except (ValueError, RecursionError):
             raise GatewayError(400, "invalid-json", "the body is not valid JSON") from None
         if not isinstance(body, dict):
             raise GatewayError(400, "invalid-json", "the body must be a JSON object")
+        # json.loads lets unpaired UTF-16 surrogates through (a "\ud800" escape, or their
+        # UTF-8 bytes); such a body cannot be inspected or re-encoded for the upstream.
+        if _SURROGATE.search(raw) and not _encodable(body):
+            raise GatewayError(400, "invalid-json", "the body contains an unpaired surrogate")
         return body
 
     def _check_model(self, body: Mapping[str, Any]) -> str:
@@ -315,13 +327,17 @@ class Gateway:
         base = getattr(self.config.upstreams, provider).rstrip("/")
         return provider, base + route
 
-    def _upstream_headers(self, request: web.Request, provider: str) -> dict[str, str]:
+    def _upstream_headers(
+        self, request: web.Request, provider: str, request_id: str
+    ) -> dict[str, str]:
         headers = {
             name: value
             for name, value in request.headers.items()
-            if name.lower() in FORWARDED_REQUEST_HEADERS
+            if name.lower() in FORWARDED_REQUEST_HEADERS and name.lower() != "x-request-id"
         }
         headers["Content-Type"] = "application/json"
+        # The id the audit line and the client see, never the client's unchecked header.
+        headers["X-Request-Id"] = request_id
         key = self.upstream_keys.get(provider)
         if key:
             if provider == "anthropic":
@@ -340,7 +356,7 @@ class Gateway:
     ) -> web.StreamResponse:
         assert self._session is not None
         provider, url = self._upstream_url(trace.route)
-        headers = self._upstream_headers(request, provider)
+        headers = self._upstream_headers(request, provider, trace.request_id)
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             upstream = await self._session.post(url, data=data, headers=headers)
@@ -394,13 +410,17 @@ class Gateway:
         try:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
+        except ConnectionResetError:
+            # First: aiohttp's ClientConnectionResetError (a write to a client that left) is
+            # also a ClientError, and was taken for an upstream failure, whose error event then
+            # raised again: the request went unaudited.
+            reason = "client-gone"
         except (TimeoutError, aiohttp.ClientError):
             # The status line is gone; end this stream with an error event, not the process.
             reason = "upstream-timeout-mid-stream"
             error = {"error": {"type": "haechi", "code": reason, "message": "the stream broke off"}}
-            await response.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
-        except ConnectionResetError:
-            reason = "client-gone"
+            with contextlib.suppress(ConnectionResetError):
+                await response.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
         await self._record(trace, upstream.status, reason)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
@@ -458,6 +478,20 @@ class Gateway:
 AUDITED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_./-]{0,127}")
 _REQUEST_ID = re.compile(r"[0-9a-f][0-9a-f-]{7,63}")
+# A \uD800-\uDFFF escape or the UTF-8 bytes of a surrogate (a quick test before the real one).
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _encodable(body: Any) -> bool:
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _request_id(request: web.Request) -> str:

@@ -119,7 +119,7 @@ class Runtime:
     async def listen(self, *, admin: bool = True) -> tuple[int, int | None]:
         """Bind the public (SO_REUSEPORT) and, if asked, the admin listener; return ports."""
         gateway = self.config.gateway
-        public = web.AppRunner(self.gateway.public_app(), access_log=None)
+        public = web.AppRunner(self.gateway.public_app(), access_log=None, shutdown_timeout=5)
         await public.setup()
         ssl_context = _tls(self.config)
         site = web.TCPSite(
@@ -128,7 +128,6 @@ class Runtime:
             gateway.listen.port,
             reuse_port=True,
             ssl_context=ssl_context,
-            shutdown_timeout=5,
         )
         await site.start()
         self._runners.append(public)
@@ -147,11 +146,14 @@ class Runtime:
 
     def admin_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/healthz", lambda request: web.json_response({"ok": True}))
+        app.router.add_get("/healthz", self._healthy)
         app.router.add_get("/readyz", self._ready)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status)
         return app
+
+    async def _healthy(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
 
     async def _ready(self, request: web.Request) -> web.Response:
         loaded = {s.id for s in self.plugins.status()}
