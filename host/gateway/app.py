@@ -164,10 +164,12 @@ class Gateway:
         route = request.raw_path.split("?", 1)[0]
         trace = _Trace(_request_id(request), route, method=request.method)
         try:
-            if request.method != "POST" or route not in ROUTES:
+            if request.method != "POST" or route not in (*ROUTES, DETOKENIZE_ROUTE):
                 raise GatewayError(
                     404, "not-found", f"{request.method} {route[:200]} is not a route"
                 )
+            if route == DETOKENIZE_ROUTE:
+                return await self._detokenize(request, trace)
             return await self._guarded(request, trace)
         except GatewayError as exc:
             await self._record(trace, exc.status, exc.reason)
@@ -320,6 +322,68 @@ class Gateway:
         except SandboxError as exc:
             raise ActionError("encrypt-unavailable", exc.reason) from None
 
+    # --- detokenisation ----------------------------------------------------------------------
+
+    async def _detokenize(self, request: web.Request, trace: _Trace) -> web.Response:
+        """Reveal vault tokens to a principal holding the ``detokenize`` scope; every token
+        asked for is one audit event (revealed, denied, not-found or failed)."""
+        auth = await self._authenticate(request, trace)
+        self._rate_limit(auth)
+        body = await self._read_json(request)
+        tokens = body.get("tokens")
+        if (
+            not isinstance(tokens, list)
+            or not 0 < len(tokens) <= MAX_DETOKENIZE
+            or not all(isinstance(t, str) for t in tokens)
+        ):
+            raise GatewayError(
+                400, "invalid-body", f"$.tokens: a list of 1-{MAX_DETOKENIZE} token strings"
+            )
+        principal = self.principal_hash(auth.principal)
+        if DETOKENIZE_SCOPE not in auth.scopes:
+            for token in tokens:
+                await self._audit_reveal(trace, principal, token, "denied", "scope-missing")
+            raise GatewayError(
+                403, "scope-missing", f"detokenising needs the {DETOKENIZE_SCOPE!r} scope"
+            )
+        values: dict[str, str | None] = {}
+        for token in dict.fromkeys(tokens):
+            values[token] = await self._reveal(trace, principal, token)
+        await self._record(trace, 200, "ok")
+        return web.json_response({"values": values}, headers={"X-Request-Id": trace.request_id})
+
+    async def _reveal(self, trace: _Trace, principal: str, token: str) -> str | None:
+        from haechi.host.vault import VaultError
+
+        try:
+            entry = await asyncio.to_thread(self.vault.get, token) if self.vault else None
+        except VaultError:
+            entry = None
+        if entry is None:
+            await self._audit_reveal(trace, principal, token, "not-found", "unknown-token")
+            return None
+        try:
+            fields = {"type": entry.type, "tenant": entry.tenant}
+            plaintext = await self.plugins.decrypt(entry.sealed, fields)
+        except SandboxError as exc:
+            await self._audit_reveal(trace, principal, token, "failed", exc.reason)
+            return None
+        await self._audit_reveal(trace, principal, token, "revealed", "ok")
+        return plaintext.decode("utf-8", "replace")
+
+    async def _audit_reveal(
+        self, trace: _Trace, principal: str, token: str, outcome: str, reason: str
+    ) -> None:
+        kind = token.split("_")[1] if token.count("_") >= 2 else "unknown"
+        fields = {
+            "principal": principal,
+            "token_type": kind if _TOKEN_TYPE.fullmatch(kind) else "unknown",
+            "outcome": outcome,
+            "reason": reason,
+            "request_id": trace.request_id,
+        }
+        await self.audit.append("detokenize", **fields)
+
     # --- upstream ----------------------------------------------------------------------------
 
     def _upstream_url(self, route: str) -> tuple[str, str]:
@@ -453,7 +517,7 @@ class Gateway:
             actions[count.type] = count.action.value if count.applied else "allow"
         fields: dict[str, Any] = {
             "request_id": trace.request_id,
-            "route": trace.route if trace.route in ROUTES else "/unknown",
+            "route": trace.route if trace.route in (*ROUTES, DETOKENIZE_ROUTE) else "/unknown",
             "method": trace.method if trace.method in AUDITED_METHODS else "POST",
             "status": status,
             "reason": reason,
@@ -475,6 +539,10 @@ class Gateway:
         await self.audit.append("request", **fields)
 
 
+DETOKENIZE_ROUTE = "/haechi/v1/detokenize"
+DETOKENIZE_SCOPE = "detokenize"
+MAX_DETOKENIZE = 100
+_TOKEN_TYPE = re.compile(r"[a-z0-9_]{1,32}")
 AUDITED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_./-]{0,127}")
 _REQUEST_ID = re.compile(r"[0-9a-f][0-9a-f-]{7,63}")

@@ -1,0 +1,121 @@
+"""Detokenisation: only principals with the ``detokenize`` scope see a vault token's value, and
+every token asked for is an audit event, revealed or not."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import tomllib
+from collections.abc import Iterator
+
+import pytest
+import tomli_w
+
+from .e2e_helpers import CHAT, DirectedStub, E2EGateway, LoopThread, http
+
+READER = "hx_" + secrets.token_urlsafe(24)  # a second principal, without the scope
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EGateway]:
+    from haechi.host.config import load_config
+    from haechi.host.gateway.home import init_home
+    from haechi.host.gateway.server import start_runtime
+
+    loop = LoopThread()
+    stub = DirectedStub()
+    url = loop.run(stub.start())
+    directory = tmp_path_factory.mktemp("detokenize")
+    made = init_home(
+        directory,
+        listen="127.0.0.1:0",
+        admin="127.0.0.1:0",
+        upstream_openai=url,
+        upstream_anthropic=url,
+        policy={"mode": "enforce", "actions": {"email": "tokenize"}},
+    )
+    secrets_file = directory / "secrets.toml"
+    table = tomllib.loads(secrets_file.read_text())
+    digest = hashlib.sha256(READER.encode()).hexdigest()
+    table["bearer-tokens"] += f"sha256:{digest} reader chat\n"  # a principal without the scope
+    secrets_file.write_text(tomli_w.dumps(table))
+    config = load_config(made.config, environ={})
+    runtime = loop.run(start_runtime(config))
+    port, admin = loop.run(runtime.listen())
+    yield E2EGateway(
+        base_url=f"http://127.0.0.1:{port}",
+        admin_url=f"http://127.0.0.1:{admin}",
+        token=made.token,
+        stub=stub,
+        runtime=runtime,
+        config=config,
+        home=directory,
+        loop=loop,
+        public_port=port,
+    )
+    loop.run(runtime.close())
+    loop.run(stub.close())
+    loop.close()
+
+
+def tokenize(gateway: E2EGateway, email: str) -> str:
+    mark = gateway.mark()
+    reply = gateway.post(CHAT, {"model": "m", "messages": [{"role": "user", "content": email}]})
+    assert reply.status == 200, reply.text
+    forwarded = gateway.last_received(mark).body["messages"][0]["content"]
+    [token] = re.findall(r"tok_email_[0-9a-f]+", forwarded)
+    return token
+
+
+def detokenize(gateway: E2EGateway, tokens: list[str], bearer: str) -> object:
+    return http(
+        "POST",
+        gateway.base_url + "/haechi/v1/detokenize",
+        json_body={"tokens": tokens},
+        headers={"Authorization": f"Bearer {bearer}"},
+    )
+
+
+def test_a_principal_with_the_scope_gets_the_value_back(gateway: E2EGateway) -> None:
+    email = f"{secrets.token_hex(4)}@example.com"
+    token = tokenize(gateway, email)
+    reply = detokenize(gateway, [token, "tok_email_" + "0" * 32], gateway.token)
+    assert reply.status == 200, reply.text
+    assert reply.json["values"] == {token: email, "tok_email_" + "0" * 32: None}
+    events = gateway.audit_events("detokenize")
+    outcomes = [(e["outcome"], e["token_type"]) for e in events[-2:]]
+    assert outcomes == [("revealed", "email"), ("not-found", "email")]
+    assert email not in (gateway.home / "audit" / "audit.jsonl").read_text()
+
+
+def test_a_principal_without_the_scope_is_refused_and_audited(gateway: E2EGateway) -> None:
+    token = tokenize(gateway, f"{secrets.token_hex(4)}@example.com")
+    before = len(gateway.audit_events("detokenize"))
+    reply = detokenize(gateway, [token], READER)
+    assert (reply.status, reply.code) == (403, "scope-missing")
+    denied = gateway.audit_events("detokenize")[before:]
+    assert [(e["outcome"], e["reason"]) for e in denied] == [("denied", "scope-missing")]
+
+
+@pytest.mark.parametrize("body", [{}, {"tokens": []}, {"tokens": "tok"}, {"tokens": [1]}])
+def test_malformed_requests_name_the_field(gateway: E2EGateway, body: object) -> None:
+    reply = http(
+        "POST",
+        gateway.base_url + "/haechi/v1/detokenize",
+        json_body=body,
+        headers={"Authorization": f"Bearer {gateway.token}"},
+    )
+    assert (reply.status, reply.code) == (400, "invalid-body")
+    assert "$.tokens" in reply.json["error"]["message"]
+
+
+def test_detokenising_needs_credentials(gateway: E2EGateway) -> None:
+    reply = http("POST", gateway.base_url + "/haechi/v1/detokenize", json_body={"tokens": ["x"]})
+    assert reply.status == 401
+
+
+def test_detokenising_never_reaches_the_upstream(gateway: E2EGateway) -> None:
+    mark = gateway.mark()
+    detokenize(gateway, ["tok_email_" + "1" * 32], gateway.token)
+    assert gateway.received_since(mark) == []
