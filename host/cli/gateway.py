@@ -116,14 +116,20 @@ def _gateway(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Any, cpu: int | None, index: int) -> int:
+    import logging
+
+    from haechi.host.gateway.logs import configure_logging
     from haechi.host.gateway.server import StartError, start_runtime
 
+    configure_logging()
+    log = logging.getLogger("haechi.gateway")
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})  # decision 0003: this worker and its children share it
     try:
         runtime = await start_runtime(config, cpu=cpu)
         port, admin = await runtime.listen(admin=index == 0)  # one admin listener per gateway
     except StartError as exc:
+        log.error("start failed", extra={"part": exc.part, "reason": exc.message})
         return _error(f"the gateway did not start: {exc}")
     except OSError as exc:
         return _error(f"cannot listen: {exc.strerror or exc}")
@@ -139,6 +145,7 @@ async def _serve(config: Any, cpu: int | None, index: int) -> int:
         ),
         flush=True,
     )
+    log.info("listening", extra={"port": port, "admin_port": admin, "cpu": cpu})
     from haechi.host.gateway.live import PidFile, pid_path
 
     if index == 0 and cpu is None:  # the top process; a worker parent writes its own
@@ -146,6 +153,7 @@ async def _serve(config: Any, cpu: int | None, index: int) -> int:
             await runtime.serve()
     else:
         await runtime.serve()
+    log.info("stopped")
     return 0
 
 

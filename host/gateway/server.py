@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -46,6 +47,8 @@ from .policy import load_policy
 __all__ = ["Metrics", "Runtime", "StartError", "start_runtime"]
 
 PRINCIPAL_KEY_FILE = "audit-principal.key"
+QUIET_EVENTS = frozenset({"spawn", "load-accepted", "swapped", "retire", "breaker-closed"})
+log = logging.getLogger("haechi.gateway")
 SECRET_UPSTREAM_KEYS = {"openai": "openai-api-key", "anthropic": "anthropic-api-key"}
 
 
@@ -216,9 +219,13 @@ class Runtime:
             change = await self.plugins.apply_trust(self.config.plugins.trust)
         except PluginLoadError as exc:
             await self.audit.append("config", event="refused", reason=_code(exc.reason))
+            log.error("trust state refused", extra={"reason": exc.reason})
             return
         await self.audit.append("config", event="reloaded", reason="trust-applied")
-        del change
+        log.info(
+            "trust applied",
+            extra={"version": change.version, "revoked": change.revoked, "swapped": change.swapped},
+        )
 
     async def close(self) -> None:
         self.ready = False
@@ -243,7 +250,8 @@ async def start_runtime(
     audit = await _open_audit(config)
     opened: list[Any] = []
     try:
-        keys = PersistentKeyRing(KeyStore(config.keys.dir))
+        warnings = _KeyWarnings(audit)
+        keys = PersistentKeyRing(KeyStore(config.keys.dir), on_warning=warnings)
         opened.append(keys)
         vault = SqliteVault(config.vault.path)
         opened.append(vault)
@@ -377,6 +385,10 @@ class _PluginEventRelay:
 
     async def write(self, event: PluginEvent) -> None:
         self.metrics.plugin_events.labels(event.plugin, event.kind).inc()
+        level = logging.INFO if event.kind in QUIET_EVENTS else logging.WARNING
+        log.log(
+            level, "plugin %s", event.kind, extra={"plugin": event.plugin, "reason": event.reason}
+        )
         if event.plugin == "*":  # the trust state itself
             await self.audit.append("config", event="refused", reason=_code(event.reason))
             return
@@ -389,6 +401,26 @@ class _PluginEventRelay:
         if isinstance(pid, int):
             fields["pid"] = pid
         await self.audit.append("plugin", **fields)
+
+
+class _KeyWarnings:
+    """Half a key's nonce budget used: an audit event and a log line, once per version."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, name: str, seals: int) -> None:
+        log.warning("key budget half used", extra={"key": name, "seals": seals})
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # sealed outside the event loop (a tool): the log line is the record
+        task = loop.create_task(
+            self.audit.append("key", key=name, event="budget-warning", seals=seals)
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
 
 def _code(text: str) -> str:
