@@ -119,3 +119,19 @@ def test_detokenising_never_reaches_the_upstream(gateway: E2EGateway) -> None:
     mark = gateway.mark()
     detokenize(gateway, ["tok_email_" + "1" * 32], gateway.token)
     assert gateway.received_since(mark) == []
+
+
+def test_after_a_key_rotation_old_and_new_tokens_both_open(gateway: E2EGateway) -> None:
+    from haechi.host.keys import KeyStore
+
+    store = KeyStore(gateway.home / "keys")
+    before = store.status("vault").current
+    old_email = f"{secrets.token_hex(4)}@example.com"
+    old = tokenize(gateway, old_email)
+    assert store.rotate("vault") == before + 1  # what `haechi keys rotate` does
+    new_email = f"{secrets.token_hex(4)}@example.com"
+    new = tokenize(gateway, new_email)
+    reply = detokenize(gateway, [old, new], gateway.token)
+    assert reply.json["values"] == {old: old_email, new: new_email}
+    versions = {v.version: v.used for v in store.status("vault").versions}
+    assert versions.get(before + 1) is not None  # the new version sealed the new value
