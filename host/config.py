@@ -103,6 +103,7 @@ class GatewaySection:
     max_header_bytes: int = field(default=16 * 1024, metadata=_doc("", low=1024, high=1 << 20))
     client_timeout_s: float = field(default=30.0, metadata=_doc("", low=1, high=3600))
     upstream_timeout_s: float = field(default=60.0, metadata=_doc("", low=1, high=3600))
+    inspect_responses: bool = False
 
 
 @dataclass(frozen=True)

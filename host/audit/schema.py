@@ -278,6 +278,8 @@ _KINDS: Final = (
             _opt("latency_ms", Number(0.0, 86_400_000.0)),
             _opt("plugins", ListOf(PLUGIN_ID)),
             _opt("stream", Flag()),
+            _opt("response_detections", MapOf(CODE, COUNT)),
+            _opt("response_actions", MapOf(CODE, ACTION)),
         ),
     ),
     EventSchema(

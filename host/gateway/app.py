@@ -24,7 +24,10 @@ error with a stable reason code (``{"error": {"type": "haechi", "code", "message
     upstream-timeout``, ``502 upstream-unavailable``; streaming (SSE) answers are passed
     through chunk by chunk, and an upstream failure mid-stream ends that stream, never the
     process;
-12. audit: one ``request`` event per request that got this far, with counts, never text.
+12. optional response inspection (``gateway.inspect_responses``, ``responses.py``): a
+    non-streamed answer goes through the filters and the policy too: ``502
+    response-uninspectable``, ``502 response-blocked:<type>``, ``503 filter-unavailable``;
+13. audit: one ``request`` event per request that got this far, with counts, never text.
 
 Example::
 
@@ -38,6 +41,7 @@ import asyncio
 import base64
 import contextlib
 import fnmatch
+import functools
 import json
 import logging
 import re
@@ -59,6 +63,7 @@ from .adapters.base import BodyError
 from .plugins import AuthOutcome, PluginHost
 from .policy import Policy, PolicyOutcome, decide
 from .ratelimit import RateLimiter
+from .responses import ResponseRefused, inspect_response, response_audit_fields
 
 __all__ = ["AuditSink", "Gateway", "GatewayError"]
 
@@ -113,6 +118,7 @@ class _Trace:
     outcome: PolicyOutcome | None = None
     upstream_status: int = 0
     plugins: tuple[str, ...] = ()
+    response: PolicyOutcome | None = None  # the answer's, when responses are inspected
 
 
 @dataclass
@@ -400,6 +406,10 @@ class Gateway:
             if name.lower() in FORWARDED_REQUEST_HEADERS and name.lower() != "x-request-id"
         }
         headers["Content-Type"] = "application/json"
+        # Uncompressed answers only: the client session does not decompress (so it can relay
+        # bytes as they come), and a compressed body could be neither inspected nor relayed
+        # with its Content-Encoding, which is not forwarded.
+        headers["Accept-Encoding"] = "identity"
         # The id the audit line and the client see, never the client's unchecked header.
         headers["X-Request-Id"] = request_id
         key = self.upstream_keys.get(provider)
@@ -449,15 +459,41 @@ class Gateway:
             raise GatewayError(504, "upstream-timeout", "the model API stopped answering") from None
         except aiohttp.ClientError:
             raise GatewayError(502, "upstream-unavailable", "the model API broke off") from None
-        response = web.Response(
-            status=upstream.status,
-            body=payload,
-            headers=self._response_headers(upstream, trace, outcome),
-        )
+        headers = self._response_headers(upstream, trace, outcome)
+        if self.config.gateway.inspect_responses:
+            payload = await self._inspect_response(trace, upstream, payload, headers)
+        response = web.Response(status=upstream.status, body=payload, headers=headers)
         await self._record(
             trace, upstream.status, "ok" if upstream.status < 400 else "upstream-error"
         )
         return response
+
+    async def _inspect_response(
+        self,
+        trace: _Trace,
+        upstream: aiohttp.ClientResponse,
+        payload: bytes,
+        headers: dict[str, str],
+    ) -> bytes:
+        """Step 12: the answer through the filters, the policy and the actions (responses.py)."""
+        apply = functools.partial(self._apply, auth=AuthOutcome(True, "ok", trace.principal))
+        try:
+            checked = await inspect_response(
+                trace.route,
+                upstream.status,
+                payload,
+                encoding=upstream.headers.get("Content-Encoding", ""),
+                plugins=self.plugins,
+                policy=self.policy,
+                apply=apply,
+            )
+        except ResponseRefused as exc:
+            trace.response = exc.outcome
+            raise GatewayError(exc.status, exc.reason, exc.message) from None
+        trace.response = checked.outcome
+        trace.plugins += checked.plugins
+        headers.update(checked.headers)
+        return checked.payload
 
     async def _relay_stream(
         self,
@@ -532,6 +568,7 @@ class Gateway:
             "actions": actions,
             "upstream_status": trace.upstream_status,
             "plugins": list(dict.fromkeys(trace.plugins)),
+            **response_audit_fields(trace.response),
         }
         fields.update({k: v for k, v in optional.items() if v})
         if self.metrics is not None:
