@@ -43,7 +43,6 @@ import contextlib
 import fnmatch
 import functools
 import json
-import logging
 import re
 import secrets
 import time
@@ -67,8 +66,6 @@ from .responses import ResponseRefused, inspect_response, response_audit_fields
 
 __all__ = ["AuditSink", "Gateway", "GatewayError"]
 
-log = logging.getLogger("haechi.gateway")
-
 # Request headers an upstream may see. The client's Authorization is for the gateway and never
 # leaves it; the upstream's own credential comes from the operator's secrets.
 FORWARDED_REQUEST_HEADERS = frozenset(
@@ -85,6 +82,7 @@ FORWARDED_REQUEST_HEADERS = frozenset(
 FORWARDED_RESPONSE_HEADERS = frozenset(
     {"content-type", "x-request-id", "openai-processing-ms", "request-id", "retry-after"}
 )
+# Secrets (plugins.secrets) holding the operator's upstream API keys, per provider.
 UPSTREAM_KEY_SECRETS = {"openai": "openai-api-key", "anthropic": "anthropic-api-key"}
 ANTHROPIC_ROUTES = frozenset({"/v1/messages"})
 

@@ -25,7 +25,7 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from haechi.host.vault import SqliteVault
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from .adapters import ROUTES
-from .app import Gateway
+from .app import UPSTREAM_KEY_SECRETS, Gateway
 from .plugins import PluginEvent, PluginHost, PluginLoadError
 from .policy import load_policy
 
@@ -49,7 +49,6 @@ __all__ = ["Metrics", "Runtime", "StartError", "start_runtime"]
 PRINCIPAL_KEY_FILE = "audit-principal.key"
 QUIET_EVENTS = frozenset({"spawn", "load-accepted", "swapped", "retire", "breaker-closed"})
 log = logging.getLogger("haechi.gateway")
-SECRET_UPSTREAM_KEYS = {"openai": "openai-api-key", "anthropic": "anthropic-api-key"}
 
 
 class StartError(Exception):
@@ -112,9 +111,9 @@ class Runtime:
     vault: SqliteVault
     keys: PersistentKeyRing
     metrics: Metrics
+    background: _Background
     cpu: int | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
-    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     ready: bool = False
 
     # --- listeners ---------------------------------------------------------------------------
@@ -210,9 +209,7 @@ class Runtime:
         await self.close()
 
     def _on_sighup(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.apply_trust())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.background.spawn(self.apply_trust())
 
     async def apply_trust(self) -> None:
         try:
@@ -233,7 +230,7 @@ class Runtime:
             await runner.cleanup()
         self._runners.clear()
         await self.plugins.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.drain()  # lifecycle events of the close itself, then the stop
         await self.audit.append("stop", pid=os.getpid(), reason="signal")
         await self.audit.aclose()
         self.vault.close()
@@ -249,16 +246,16 @@ async def start_runtime(
     """Open every part in order; any failure closes what was opened and raises StartError."""
     audit = await _open_audit(config)
     opened: list[Any] = []
+    background = _Background()
+    metrics = Metrics()
     try:
-        warnings = _KeyWarnings(audit)
+        warnings = _KeyWarnings(audit, background)
         keys = PersistentKeyRing(KeyStore(config.keys.dir), on_warning=warnings)
         opened.append(keys)
         vault = SqliteVault(config.vault.path)
         opened.append(vault)
         secret_values = dict(secrets_override) if secrets_override is not None else _secrets(config)
         policy = _policy(config)
-        metrics = Metrics()
-        events: list[PluginEvent] = []
         sandbox = SandboxPolicy(
             mode=config.plugins.sandbox_mode, cpus=frozenset({cpu}) if cpu is not None else None
         )
@@ -267,15 +264,13 @@ async def start_runtime(
             host_version=__version__,
             secrets=secret_values,
             keys=keys,
-            on_event=events.append,
+            on_event=_PluginEventRelay(audit, metrics, background),
             sandbox=sandbox,
         )
         try:
             await plugins.start()
         finally:
-            await _record_plugin_events(audit, events, metrics)
-        runtime_events = _PluginEventRelay(audit, metrics)
-        plugins._on_event = runtime_events  # later events go straight to the audit chain
+            await background.drain()  # the load events are in the chain before we go on
         key = _principal_key(config.keys.dir)
         gateway = Gateway(
             config,
@@ -284,7 +279,7 @@ async def start_runtime(
             audit,
             vault,
             upstream_keys={
-                p: secret_values[s] for p, s in SECRET_UPSTREAM_KEYS.items() if s in secret_values
+                p: secret_values[s] for p, s in UPSTREAM_KEY_SECRETS.items() if s in secret_values
             },
             metrics=metrics,
             principal_hash=lambda principal: principal_hash(key, principal),
@@ -299,7 +294,7 @@ async def start_runtime(
         await _close_all(audit, opened)
         raise StartError(type(exc).__name__, str(exc)) from None
     await audit.append("config", event="loaded", reason="started")
-    return Runtime(config, audit, plugins, gateway, vault, keys, metrics, cpu)
+    return Runtime(config, audit, plugins, gateway, vault, keys, metrics, background, cpu)
 
 
 # --- parts ------------------------------------------------------------------------------------
@@ -363,25 +358,36 @@ def _principal_key(directory: Path) -> bytes:
     return bytes.fromhex(text)
 
 
-async def _record_plugin_events(
-    audit: AuditLog, events: list[PluginEvent], metrics: Metrics
-) -> None:
-    relay = _PluginEventRelay(audit, metrics)
-    for event in events:
-        await relay.write(event)
+class _Background:
+    """Audit writes started by synchronous callbacks (plugin events, key warnings, SIGHUP);
+    drained before the audit log closes, so none is lost at shutdown."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the event loop (a tool sealing): nothing to run on
+            coroutine.close()
+            return
+        task = loop.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class _PluginEventRelay:
     """Plugin lifecycle events into the audit chain (the callback is sync; the write is not)."""
 
-    def __init__(self, audit: AuditLog, metrics: Metrics) -> None:
-        self.audit, self.metrics = audit, metrics
-        self.tasks: set[asyncio.Task[None]] = set()
+    def __init__(self, audit: AuditLog, metrics: Metrics, background: _Background) -> None:
+        self.audit, self.metrics, self.background = audit, metrics, background
 
     def __call__(self, event: PluginEvent) -> None:
-        task = asyncio.get_running_loop().create_task(self.write(event))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.background.spawn(self.write(event))
 
     async def write(self, event: PluginEvent) -> None:
         self.metrics.plugin_events.labels(event.plugin, event.kind).inc()
@@ -406,21 +412,14 @@ class _PluginEventRelay:
 class _KeyWarnings:
     """Half a key's nonce budget used: an audit event and a log line, once per version."""
 
-    def __init__(self, audit: AuditLog) -> None:
-        self.audit = audit
-        self.tasks: set[asyncio.Task[None]] = set()
+    def __init__(self, audit: AuditLog, background: _Background) -> None:
+        self.audit, self.background = audit, background
 
     def __call__(self, name: str, seals: int) -> None:
         log.warning("key budget half used", extra={"key": name, "seals": seals})
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # sealed outside the event loop (a tool): the log line is the record
-        task = loop.create_task(
+        self.background.spawn(
             self.audit.append("key", key=name, event="budget-warning", seals=seals)
         )
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
 
 def _code(text: str) -> str:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import secrets
@@ -227,8 +228,11 @@ def start_gateway(
     upstream_secrets: Mapping[str, str] | None = None,
     anthropic_url: str | None = None,
     openai_url: str | None = None,
+    extra_tokens: Mapping[str, str] | None = None,
 ) -> E2EGateway:
-    """A real gateway in ``directory`` in front of its own stub, listening on loopback."""
+    """A real gateway in ``directory`` in front of its own stub, listening on loopback.
+
+    ``extra_tokens`` maps more bearer tokens to ``"principal scope,scope"`` entries."""
     stub = DirectedStub()
     stub_url = loop.run(stub.start())
     made = init_home(
@@ -244,6 +248,13 @@ def start_gateway(
         document = tomllib.loads(made.config.read_text())
         _merge(document, settings)
         made.config.write_text(tomli_w.dumps(document))
+    if extra_tokens:
+        secrets_file = directory / "secrets.toml"
+        table = tomllib.loads(secrets_file.read_text())
+        for token, entry in extra_tokens.items():
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            table["bearer-tokens"] += f"sha256:{digest} {entry}\n"
+        secrets_file.write_text(tomli_w.dumps(table))  # keeps its 0600 mode
     if upstream_secrets:
         secrets_file = directory / "secrets.toml"
         with secrets_file.open("a", encoding="utf-8") as handle:  # keeps its 0600 mode

@@ -3,59 +3,28 @@ every token asked for is an audit event, revealed or not."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
-import tomllib
 from collections.abc import Iterator
 
 import pytest
-import tomli_w
 
-from .e2e_helpers import CHAT, DirectedStub, E2EGateway, LoopThread, http
+from .e2e_helpers import CHAT, E2EGateway, LoopThread, http, start_gateway
 
 READER = "hx_" + secrets.token_urlsafe(24)  # a second principal, without the scope
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EGateway]:
-    from haechi.host.config import load_config
-    from haechi.host.gateway.home import init_home
-    from haechi.host.gateway.server import start_runtime
-
     loop = LoopThread()
-    stub = DirectedStub()
-    url = loop.run(stub.start())
-    directory = tmp_path_factory.mktemp("detokenize")
-    made = init_home(
-        directory,
-        listen="127.0.0.1:0",
-        admin="127.0.0.1:0",
-        upstream_openai=url,
-        upstream_anthropic=url,
+    running = start_gateway(
+        loop,
+        tmp_path_factory.mktemp("detokenize"),
         policy={"mode": "enforce", "actions": {"email": "tokenize"}},
+        extra_tokens={READER: "reader chat"},  # a principal without the detokenize scope
     )
-    secrets_file = directory / "secrets.toml"
-    table = tomllib.loads(secrets_file.read_text())
-    digest = hashlib.sha256(READER.encode()).hexdigest()
-    table["bearer-tokens"] += f"sha256:{digest} reader chat\n"  # a principal without the scope
-    secrets_file.write_text(tomli_w.dumps(table))
-    config = load_config(made.config, environ={})
-    runtime = loop.run(start_runtime(config))
-    port, admin = loop.run(runtime.listen())
-    yield E2EGateway(
-        base_url=f"http://127.0.0.1:{port}",
-        admin_url=f"http://127.0.0.1:{admin}",
-        token=made.token,
-        stub=stub,
-        runtime=runtime,
-        config=config,
-        home=directory,
-        loop=loop,
-        public_port=port,
-    )
-    loop.run(runtime.close())
-    loop.run(stub.close())
+    yield running
+    running.close()
     loop.close()
 
 
