@@ -40,6 +40,7 @@ from typing import Final, Protocol
 
 __all__ = [
     "ENVELOPE",
+    "METHODS",
     "SCHEMAS",
     "AuditError",
     "EventSchema",
@@ -260,13 +261,16 @@ def _opt(name: str, rule: Rule) -> FieldSpec:
     return FieldSpec(name, rule)
 
 
+# OTHER: any other method, and requests whose head could not be parsed.
+METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OTHER"})
+
 _KINDS: Final = (
     EventSchema(
         "request",
         (
             _req("request_id", REQUEST_ID),
             _req("route", ROUTE),
-            _req("method", OneOf(frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}))),
+            _req("method", OneOf(METHODS)),
             _req("status", HTTP_STATUS),
             _opt("reason", CODE),
             _opt("principal", PRINCIPAL),

@@ -1,7 +1,9 @@
 """The gateway's request pipeline (aiohttp), in the order DESIGN §5 fixes.
 
 For each request to a model route (``adapters.ROUTES``), in this order, each refusal a JSON
-error with a stable reason code (``{"error": {"type": "haechi", "code", "message"}}``):
+error with a stable reason code (``{"error": {"type": "haechi", "code", "message"}}``; every code,
+with what a client should do, is in docs/reference/gateway-errors.md). Heads the HTTP parser
+refuses (too long, too many headers, not HTTP, too slow) never get here: connections.py.
 
 1. route: the *raw* path (before any decoding) must be exactly one of the model routes; any
    other path, including encoded or dotted spellings, is ``404 not-found`` (admin routes are
@@ -52,6 +54,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+from haechi.host.audit.schema import METHODS as AUDITED_METHODS
 from haechi.host.config import Config
 from haechi.host.sandbox import SandboxError
 from haechi.host.sandbox.views import RequestView
@@ -59,6 +62,7 @@ from haechi.host.sandbox.views import RequestView
 from .actions import ActionError, apply_outcome
 from .adapters import ROUTES, adapter_for
 from .adapters.base import BodyError
+from .connections import Refusal
 from .plugins import AuthOutcome, PluginHost
 from .policy import Policy, PolicyOutcome, decide
 from .ratelimit import RateLimiter
@@ -137,14 +141,8 @@ class Gateway:
 
     def public_app(self) -> web.Application:
         gateway = self.config.gateway
-        app = web.Application(
-            client_max_size=gateway.max_body_bytes,
-            handler_args={
-                "max_line_size": gateway.max_header_bytes,
-                "max_field_size": gateway.max_header_bytes,
-                "max_headers": gateway.max_header_count,
-            },
-        )
+        # Head limits and timeouts are the listener's (connections.PublicSite), not the app's.
+        app = web.Application(client_max_size=gateway.max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         app.on_startup.append(self._open)
         app.on_cleanup.append(self._close)
@@ -178,6 +176,11 @@ class Gateway:
         except GatewayError as exc:
             await self._record(trace, exc.status, exc.reason)
             return _error(exc, trace.request_id)
+
+    async def record_refusal(self, refusal: Refusal, request_id: str) -> None:
+        """Audit a refusal made before the pipeline ran (``connections.py``: a bad head)."""
+        trace = _Trace(request_id, "/unknown", method="OTHER")
+        await self._record(trace, refusal.status, refusal.reason)
 
     async def _guarded(self, request: web.Request, trace: _Trace) -> web.StreamResponse:
         if self._in_flight >= self.config.gateway.max_concurrency:
@@ -552,7 +555,7 @@ class Gateway:
         fields: dict[str, Any] = {
             "request_id": trace.request_id,
             "route": trace.route if trace.route in (*ROUTES, DETOKENIZE_ROUTE) else "/unknown",
-            "method": trace.method if trace.method in AUDITED_METHODS else "POST",
+            "method": trace.method if trace.method in AUDITED_METHODS else "OTHER",
             "status": status,
             "reason": reason,
             "mode": (outcome.mode if outcome else self.policy.mode_for(trace.route)).value,
@@ -578,7 +581,6 @@ DETOKENIZE_ROUTE = "/haechi/v1/detokenize"
 DETOKENIZE_SCOPE = "detokenize"
 MAX_DETOKENIZE = 100
 _TOKEN_TYPE = re.compile(r"[a-z0-9_]{1,32}")
-AUDITED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_./-]{0,127}")
 _REQUEST_ID = re.compile(r"[0-9a-f][0-9a-f-]{7,63}")
 # A \uD800-\uDFFF escape or the UTF-8 bytes of a surrogate (a quick test before the real one).

@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from .adapters import ROUTES
 from .app import UPSTREAM_KEY_SECRETS, Gateway
+from .connections import PublicSite
 from .plugins import PluginEvent, PluginHost, PluginLoadError
 from .policy import load_policy
 
@@ -123,13 +124,11 @@ class Runtime:
         gateway = self.config.gateway
         public = web.AppRunner(self.gateway.public_app(), access_log=None, shutdown_timeout=5)
         await public.setup()
-        ssl_context = _tls(self.config)
-        site = web.TCPSite(
+        site = PublicSite(
             public,
-            gateway.listen.host,
-            gateway.listen.port,
-            reuse_port=True,
-            ssl_context=ssl_context,
+            gateway,
+            on_refusal=self.gateway.record_refusal,
+            ssl_context=_tls(self.config),
         )
         await site.start()
         self._runners.append(public)
@@ -144,7 +143,7 @@ class Runtime:
             self._runners.append(runner)
             admin_port = _port(admin_site)
         self.ready = True
-        return _port(site), admin_port
+        return site.port, admin_port
 
     def admin_app(self) -> web.Application:
         app = web.Application()

@@ -1,0 +1,187 @@
+"""Refusals made before the pipeline runs (connections.py), over real sockets.
+
+Each of these the HTTP parser makes, not the gateway: a head with a line over
+``gateway.max_header_bytes``, more than ``gateway.max_header_count`` headers, bytes that are
+not HTTP, and a head that does not arrive within ``gateway.header_timeout_s``. They must be
+refusals like every other (JSON, a reason code, an audit line) and must not copy the bytes
+they refuse into the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from haechi.host.config import GatewaySection
+from haechi.host.gateway.connections import classify
+
+from .e2e_helpers import CHAT, E2EGateway, LogCapture, LoopThread, start_gateway
+
+LIMITS = {"max_header_bytes": 2048, "max_header_count": 16, "header_timeout_s": 1}
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture(scope="module")
+def gw(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EGateway]:
+    gateway = start_gateway(
+        loop,
+        tmp_path_factory.mktemp("connections"),
+        settings={"gateway": LIMITS, "rate_limit": {"requests_per_minute": 60000, "burst": 1000}},
+    )
+    try:
+        yield gateway
+    finally:
+        gateway.close()
+
+
+class Answer:
+    def __init__(self, raw: bytes) -> None:
+        head, _, self.body = raw.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split(" ")[1])
+        self.headers = {
+            k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)
+        }
+
+    @property
+    def code(self) -> str:
+        import json
+
+        error = json.loads(self.body)["error"]
+        assert error["type"] == "haechi"
+        return str(error["code"])
+
+
+def send_raw(port: int, data: bytes, timeout: float = 10) -> Answer:
+    """Write ``data`` on a fresh connection and read until the server closes it."""
+
+    async def go() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout)
+        writer.close()
+        return raw
+
+    return Answer(asyncio.run(go()))
+
+
+def head(*extra: str, target: str = CHAT) -> bytes:
+    lines = [f"POST {target} HTTP/1.1", "Host: 127.0.0.1", *extra, "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_header_over_the_limit_is_a_json_431_and_its_bytes_reach_no_log(
+    gw: E2EGateway, tmp_path: Path
+) -> None:
+    secret = "sk-live-" + secrets.token_hex(16)
+    value = secret + "x" * 3000  # a long Authorization header carrying a credential
+    with LogCapture(tmp_path / "log.txt") as capture:
+        answer = send_raw(gw.public_port, head(f"Authorization: Bearer {value}"))
+    assert answer.status == 431
+    assert answer.code == "header-too-large"
+    assert answer.headers["content-type"].startswith("application/json")
+    request_id = answer.headers["x-request-id"]
+    line = gw.audit_for(request_id)
+    assert (line["status"], line["reason"], line["route"], line["method"]) == (
+        431,
+        "header-too-large",
+        "/unknown",
+        "OTHER",
+    )
+    assert secret not in capture.path.read_text(encoding="utf-8")
+    for audit in gw.config.audit.path.parent.glob("*.jsonl"):
+        assert secret not in audit.read_text(encoding="utf-8")
+
+
+def test_a_request_line_over_the_limit_is_a_json_431(gw: E2EGateway) -> None:
+    answer = send_raw(gw.public_port, head(target="/" + "a" * 3000))
+    assert (answer.status, answer.code) == (431, "header-too-large")
+
+
+def test_too_many_headers_is_a_json_431(gw: E2EGateway) -> None:
+    answer = send_raw(gw.public_port, head(*(f"X-Extra-{i}: v" for i in range(40))))
+    assert (answer.status, answer.code) == (431, "too-many-headers")
+    assert gw.audit_for(answer.headers["x-request-id"])["status"] == 431
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 tls hello\r\n\r\n",  # TLS on a plain port
+        b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 12a\r\n\r\n",
+    ],
+    ids=["tls-hello", "bad-method", "bad-content-length"],
+)
+def test_bytes_that_are_not_http_are_a_json_400(gw: E2EGateway, data: bytes) -> None:
+    answer = send_raw(gw.public_port, data)
+    assert (answer.status, answer.code) == (400, "bad-request")
+    assert gw.audit_for(answer.headers["x-request-id"])["reason"] == "bad-request"
+
+
+def test_a_head_trickled_byte_by_byte_is_cut_off(gw: E2EGateway) -> None:
+    """Slowloris: each byte arrives well within any per-read timeout, the head never ends."""
+
+    async def trickle() -> tuple[bool, int]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.public_port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        sent = 0
+        # header_timeout_s is 1; 20 s of trickling would keep it open without the deadline.
+        for _ in range(100):
+            try:
+                writer.write(b"X")
+                await writer.drain()
+            except ConnectionError:
+                return True, sent
+            sent += 1
+            try:
+                data = await asyncio.wait_for(reader.read(1024), 0.2)
+            except TimeoutError:
+                continue
+            if data == b"":
+                return True, sent
+        writer.close()
+        return False, sent
+
+    closed, sent = asyncio.run(trickle())
+    assert closed, f"the connection was still open after {sent} trickled bytes"
+
+
+def test_an_idle_connection_is_closed_and_a_busy_one_is_kept(gw: E2EGateway) -> None:
+    async def go() -> tuple[list[int], bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.public_port)
+        statuses = []
+        # Three requests on one keep-alive connection, each well inside the deadline.
+        for _ in range(3):
+            writer.write(head(target="/not-a-route"))
+            await writer.drain()
+            raw = await reader.readuntil(b"\r\n\r\n")
+            statuses.append(int(raw.split(b" ")[1]))
+            length = int(raw.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        # Then idle: the server closes it (header_timeout_s is 1; without it, never).
+        rest = await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+        return statuses, rest
+
+    statuses, rest = asyncio.run(go())
+    assert statuses == [404, 404, 404]
+    assert rest == b""
+
+
+def test_classify_names_the_limit_and_hides_internal_errors() -> None:
+    limits = GatewaySection(max_header_bytes=4096, max_header_count=50)
+    refusal = classify(500, RuntimeError("a message that might quote a request"), limits)
+    assert (refusal.status, refusal.reason) == (500, "internal-error")
+    assert "quote" not in refusal.message
+    assert "X-Request-Id" in refusal.message

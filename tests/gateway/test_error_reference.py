@@ -1,0 +1,95 @@
+"""docs/reference/gateway-errors.md lists every reason code the gateway can refuse with.
+
+Clients match on these codes, so a code the source raises but the reference does not list (or
+a row for a code nothing raises any more) is a broken contract. The source is read with ``ast``:
+every ``GatewayError`` / ``Refusal`` / ``ResponseRefused`` / ``BodyError`` built with a literal
+code, or with a module constant holding one.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "host" / "gateway"
+REFERENCE = ROOT / "docs" / "reference" / "gateway-errors.md"
+
+# Call -> index of the argument holding the code.
+REFUSALS = {"GatewayError": 1, "Refusal": 1, "ResponseRefused": 1, "BodyError": 0}
+
+# Codes built at run time from another value; each row names where it comes from.
+DYNAMIC = {
+    "unauthenticated:<reason>",  # app.py: f"unauthenticated:{outcome.reason}"
+    "blocked:<type>",  # policy.py: the outcome's reason for an applied block
+    "response-blocked:<type>",  # responses.py: f"response-{outcome.reason}"
+    "auth-unavailable",  # plugins.py: AuthOutcome.reason, passed through by app.py
+    "no-auth-plugin",  # plugins.py: likewise
+    "upstream-timeout-mid-stream",  # app.py: the stream's error event, not a status
+}
+
+
+def _constants(trees: list[ast.Module]) -> dict[str, str]:
+    found = {}
+    for tree in trees:
+        for node in tree.body:
+            # NAME = "code" and NAME: Final = "code"
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            literal = isinstance(value, ast.Constant) and isinstance(value.value, str)
+            if isinstance(target, ast.Name) and literal:
+                found[target.id] = value.value  # type: ignore[attr-defined]
+    return found
+
+
+def raised_codes() -> set[str]:
+    trees = [ast.parse(p.read_text(encoding="utf-8")) for p in sorted(SOURCE.rglob("*.py"))]
+    constants = _constants(trees)
+    codes = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                continue
+            index = REFUSALS.get(node.func.id)
+            if index is None or len(node.args) <= index:
+                continue
+            arg = node.args[index]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                codes.add(arg.value)
+            elif isinstance(arg, ast.Name) and arg.id in constants:
+                codes.add(constants[arg.id])
+    return codes
+
+
+def documented_codes() -> set[str]:
+    codes = set()
+    for line in REFERENCE.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 3 and re.fullmatch(r"\d{3}", cells[1]):
+            codes.update(re.findall(r"`([^`]+)`", cells[2]))
+    return codes
+
+
+def test_the_scan_finds_the_codes_it_should() -> None:
+    # Guards the scanner itself: if it found nothing, the checks below would pass vacuously.
+    assert {"not-found", "header-too-large", "invalid-body", "response-uninspectable"} <= (
+        raised_codes()
+    )
+
+
+def test_every_raised_code_is_documented() -> None:
+    missing = raised_codes() - documented_codes()
+    assert not missing, f"add these codes to {REFERENCE.name}: {sorted(missing)}"
+
+
+def test_every_documented_code_is_raised() -> None:
+    text = REFERENCE.read_text(encoding="utf-8")
+    stale = documented_codes() - raised_codes() - DYNAMIC
+    assert not stale, f"{REFERENCE.name} lists codes nothing raises: {sorted(stale)}"
+    for code in DYNAMIC:
+        assert f"`{code}`" in text, code
