@@ -46,7 +46,6 @@ import fnmatch
 import functools
 import json
 import re
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ from haechi.host.sandbox.views import RequestView
 from .actions import ActionError, apply_outcome
 from .adapters import ROUTES, adapter_for
 from .adapters.base import BodyError
-from .connections import Refusal
+from .connections import Refusal, new_request_id
 from .plugins import AuthOutcome, PluginHost
 from .policy import Policy, PolicyOutcome, decide
 from .ratelimit import RateLimiter
@@ -259,6 +258,12 @@ class Gateway:
         except TimeoutError:
             raise GatewayError(
                 408, "client-timeout", "the request body did not arrive in time"
+            ) from None
+        except ConnectionError:
+            # The client left mid-body (wrk does at the end of every run): not a gateway fault,
+            # and nobody is left to answer. 499 is nginx's status for it, for the audit line.
+            raise GatewayError(
+                499, "client-gone", "the client closed the connection before its body arrived"
             ) from None
         try:
             body = json.loads(raw, parse_constant=_no_constant)
@@ -602,7 +607,7 @@ def _encodable(body: Any) -> bool:
 def _request_id(request: web.Request) -> str:
     """The client's X-Request-Id when it is a plain id, else a fresh one (never echo junk)."""
     given = request.headers.get("x-request-id", "").lower()
-    return given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+    return given if _REQUEST_ID.fullmatch(given) else new_request_id()
 
 
 def _blocked_message(outcome: PolicyOutcome) -> str:

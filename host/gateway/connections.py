@@ -44,7 +44,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from haechi.host.config import GatewaySection
 
-__all__ = ["PublicSite", "Refusal", "classify"]
+__all__ = ["PublicSite", "Refusal", "classify", "new_request_id"]
 
 _log = logging.getLogger("haechi.gateway")
 
@@ -53,6 +53,11 @@ _TOO_MANY_HEADERS = "Too many headers received"
 
 # Called with each refusal and its request id before the answer is sent; the gateway audits it.
 RefusalSink = Callable[["Refusal", str], Awaitable[None]]
+
+
+def new_request_id() -> str:
+    """16 hex digits naming one request in answers, logs and the audit chain."""
+    return secrets.token_hex(8)
 
 
 class Refusal:
@@ -140,7 +145,7 @@ class _Connection(RequestHandler):
         if refusal.status >= 500 and exc is not None:
             frames = "".join(traceback.format_tb(exc.__traceback__))
             _log.error("internal error", extra={"error": type(exc).__name__, "frames": frames})
-        return _RefusalResponse(refusal, secrets.token_hex(8), self._on_refusal)
+        return _RefusalResponse(refusal, new_request_id(), self._on_refusal)
 
 
 class PublicSite(web.BaseSite):

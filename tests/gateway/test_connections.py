@@ -18,7 +18,15 @@ import pytest
 from haechi.host.config import GatewaySection
 from haechi.host.gateway.connections import classify
 
-from .e2e_helpers import CHAT, E2EGateway, LogCapture, LoopThread, start_gateway
+from .e2e_helpers import (
+    CHAT,
+    E2EGateway,
+    LogCapture,
+    LoopThread,
+    new_request_id,
+    start_gateway,
+    wait_for,
+)
 
 LIMITS = {"max_header_bytes": 2048, "max_header_count": 16, "header_timeout_s": 1}
 
@@ -185,3 +193,35 @@ def test_classify_names_the_limit_and_hides_internal_errors() -> None:
     assert (refusal.status, refusal.reason) == (500, "internal-error")
     assert "quote" not in refusal.message
     assert "X-Request-Id" in refusal.message
+
+
+def test_a_client_that_leaves_mid_body_is_audited_as_gone_not_as_an_error(
+    gw: E2EGateway, tmp_path: Path
+) -> None:
+    request_id = new_request_id()
+
+    async def leave() -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", gw.public_port)
+        lines = [
+            f"POST {CHAT} HTTP/1.1",
+            "Host: 127.0.0.1",
+            f"Authorization: Bearer {gw.token}",
+            f"X-Request-Id: {request_id}",
+            "Content-Length: 1000",
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + b'{"model": "gpt-4o')
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    with LogCapture(tmp_path / "log.txt") as capture:
+        asyncio.run(leave())
+        wait_for(lambda: any(_id(e) == request_id for e in gw.audit_events()))
+    line = gw.audit_for(request_id)
+    assert (line["status"], line["reason"]) == (499, "client-gone")
+    assert "internal error" not in capture.path.read_text(encoding="utf-8")
+
+
+def _id(event: dict[str, object]) -> object:
+    fields = event.get("fields", event)
+    return fields.get("request_id") if isinstance(fields, dict) else None
