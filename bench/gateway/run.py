@@ -16,6 +16,11 @@ with 1 and 2 workers, at 1 connection (latency) and 64 connections (throughput);
 latency is gateway p50 minus stub p50 at one connection, measured in the same run. wrk's
 "Non-2xx" count shows whether any valid credential was refused.
 
+For the gateway runs at 64 connections, the CPU each request cost is split by process (from
+/proc, in ms of CPU per completed request): the gateway workers, their sandboxed plugin
+children, the stub and wrk. Everything shares the two vCPUs, so a saturated run's CPU shares
+sum to about 2 s per second, and this split says which part a change should go after.
+
 Run from the repository root (needs ``wrk``: ``apt-get install wrk``):
 ``.venv/bin/python bench/gateway/run.py`` (``--help``). Results: bench/results/gateway.md.
 """
@@ -24,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -68,12 +75,18 @@ def body_for(kind: str) -> str:
     return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]})
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+def wrk(
+    url: str, script: Path, connections: int, seconds: int, cpu: CpuSplit | None = None
+) -> dict[str, float]:
     threads = min(2, connections)
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    before = cpu.sample() if cpu else {}
+    waited = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [*command, "-s", str(script), url], capture_output=True, text=True, check=False
     )
+    after = cpu.sample() if cpu else {}
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"wrk failed against {url}: {done.stderr.strip() or done.stdout.strip()}")
     out = done.stdout
@@ -82,13 +95,64 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, flo
     p99 = _duration(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return {
+    result = {
         "rps": rps,
         "p50_ms": p50,
         "p99_ms": p99,
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
         "socket_errors": 1.0 if errors else 0.0,
     }
+    if cpu:
+        requests = max(rps * seconds, 1.0)
+        wrk_cpu = (reaped.ru_utime + reaped.ru_stime) - (waited.ru_utime + waited.ru_stime)
+        used = {group: after[group] - before.get(group, 0.0) for group in after}
+        used["wrk"] = wrk_cpu
+        result.update({f"cpu_{group}": 1000 * s / requests for group, s in used.items()})
+    return result
+
+
+class CpuSplit:
+    """CPU seconds used so far by the gateway's workers, their plugin children and the stub."""
+
+    def __init__(self, gateway: int, stub: int) -> None:
+        self.gateway, self.stub = gateway, stub
+
+    def sample(self) -> dict[str, float]:
+        parents, commands, seconds = _processes()
+        totals = {"gateway": 0.0, "plugins": 0.0, "stub": seconds.get(self.stub, 0.0)}
+        for pid in _descendants(self.gateway, parents):
+            # Workers run haechi's CLI; every other process below the gateway is a sandbox.
+            group = "gateway" if "haechi.host.cli" in commands[pid] else "plugins"
+            totals[group] += seconds[pid]
+        return totals
+
+
+def _processes() -> tuple[dict[int, int], dict[int, str], dict[int, float]]:
+    parents, commands, seconds = {}, {}, {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{name}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(name)
+        parents[pid] = int(fields[1])
+        commands[pid] = command
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return parents, commands, seconds
+
+
+def _descendants(root: int, parents: dict[int, int]) -> list[int]:
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return [pid for pid in found if pid in parents]
 
 
 def _duration(text: str) -> float:
@@ -126,14 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for kind in BODIES:
                 script = home / f"{kind}.lua"
-                results += run_body(home, kind, script, stub_url, args)
+                results += run_body(home, kind, script, stub_url, stub.pid, args)
         finally:
             stub.terminate()
     print(table(results))
+    print()
+    print(cpu_table(results))
     return 0
 
 
-def run_body(home: Path, kind: str, script: Path, stub_url: str, args: argparse.Namespace):
+def run_body(
+    home: Path, kind: str, script: Path, stub_url: str, stub_pid: int, args: argparse.Namespace
+):
     rows = []
     body = body_for(kind)
     gateway_home = home / f"gw-{kind}"
@@ -174,15 +242,12 @@ def run_body(home: Path, kind: str, script: Path, stub_url: str, args: argparse.
         time.sleep(0.5)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         wrk(url, script, 8, 2)  # warm-up: pools, caches, first windows
+        split = CpuSplit(process.pid, stub_pid)
         for connections in (1, 64):
-            rows.append(
-                (
-                    kind,
-                    f"gateway, {workers} worker(s)",
-                    connections,
-                    wrk(url, script, connections, args.seconds),
-                )
+            measured = wrk(
+                url, script, connections, args.seconds, split if connections > 1 else None
             )
+            rows.append((kind, f"gateway, {workers} worker(s)", connections, measured))
         process.terminate()
         process.wait(30)
     return rows
@@ -200,6 +265,19 @@ def table(results: list[tuple[str, str, int, dict[str, float]]]) -> str:
             f"| {kind} | {target} | {connections} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r['non2xx']:.0f} | {added} |"
         )
+    return "\n".join(lines)
+
+
+def cpu_table(results: list[tuple[str, str, int, dict[str, float]]]) -> str:
+    groups = ("gateway", "plugins", "stub", "wrk")
+    lines = [
+        "| body | target | connections | " + " | ".join(f"{g} ms/req" for g in groups) + " |",
+        "|---|---|---:|" + "---:|" * len(groups),
+    ]
+    for kind, target, connections, r in results:
+        if "cpu_gateway" in r:
+            cells = " | ".join(f"{r[f'cpu_{g}']:.3f}" for g in groups)
+            lines.append(f"| {kind} | {target} | {connections} | {cells} |")
     return "\n".join(lines)
 
 
