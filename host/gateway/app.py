@@ -151,7 +151,11 @@ class Gateway:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=10, sock_read=self.config.gateway.upstream_timeout_s
         )
-        self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        # No cookie jar: one session serves every principal, and a cookie an upstream sets
+        # (CDNs in front of model APIs do) must not travel on other principals' requests.
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
         limits = self.config.rate_limit
         self._limiter = RateLimiter(limits.requests_per_minute / 60.0, limits.burst)
 

@@ -5,7 +5,8 @@ It answers the three API shapes the gateway adapts (OpenAI chat completions and 
 Anthropic messages), echoing the text it received so a caller can see exactly what reached the
 "model" after the gateway's actions, and keeps every request it got (``received``) for
 tests. ``stream: true`` answers as server-sent events, a chunk per word; ``X-Stub-Delay`` and
-``X-Stub-Status`` request headers make it slow or fail on purpose (for 504 and 502 paths).
+``X-Stub-Status`` request headers make it slow or fail on purpose (for 504 and 502 paths), and
+``X-Stub-Set-Cookie`` makes it set a cookie, as real model APIs behind a CDN do.
 
 Example::
 
@@ -76,7 +77,8 @@ class StubUpstream:
             return await _stream(
                 request, text, lambda word: {"choices": [{"delta": {"content": word}}]}
             )
-        return web.json_response(
+        return _answer(
+            request,
             {
                 "id": "chatcmpl-stub",
                 "object": "chat.completion",
@@ -88,7 +90,7 @@ class StubUpstream:
                         "finish_reason": "stop",
                     }
                 ],
-            }
+            },
         )
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
@@ -101,7 +103,8 @@ class StubUpstream:
             return await _stream(
                 request, text, lambda word: {"type": "response.output_text.delta", "delta": word}
             )
-        return web.json_response(
+        return _answer(
+            request,
             {
                 "id": "resp-stub",
                 "object": "response",
@@ -113,7 +116,7 @@ class StubUpstream:
                         "content": [{"type": "output_text", "text": text}],
                     }
                 ],
-            }
+            },
         )
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -130,15 +133,24 @@ class StubUpstream:
                     "delta": {"type": "text_delta", "text": word},
                 },
             )
-        return web.json_response(
+        return _answer(
+            request,
             {
                 "id": "msg-stub",
                 "type": "message",
                 "role": "assistant",
                 "model": body.get("model"),
                 "content": [{"type": "text", "text": text}],
-            }
+            },
         )
+
+
+def _answer(request: web.Request, payload: dict[str, Any]) -> web.Response:
+    response = web.json_response(payload)
+    cookie = request.headers.get("X-Stub-Set-Cookie")
+    if cookie:
+        response.headers["Set-Cookie"] = cookie
+    return response
 
 
 def _echo(contents: list[Any]) -> str:

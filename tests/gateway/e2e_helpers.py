@@ -229,12 +229,14 @@ def start_gateway(
     anthropic_url: str | None = None,
     openai_url: str | None = None,
     extra_tokens: Mapping[str, str] | None = None,
+    stub_host: str = "127.0.0.1",
 ) -> E2EGateway:
     """A real gateway in ``directory`` in front of its own stub, listening on loopback.
 
-    ``extra_tokens`` maps more bearer tokens to ``"principal scope,scope"`` entries."""
+    ``extra_tokens`` maps more bearer tokens to ``"principal scope,scope"`` entries;
+    ``stub_host`` is the name the gateway uses for its stub (``localhost``: not an IP)."""
     stub = DirectedStub()
-    stub_url = loop.run(stub.start())
+    stub_url = loop.run(stub.start()).replace("127.0.0.1", stub_host)
     made = init_home(
         directory,
         listen="127.0.0.1:0",

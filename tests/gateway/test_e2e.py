@@ -757,6 +757,25 @@ def test_only_allowlisted_headers_reach_the_upstream(gw: E2EGateway) -> None:
     assert gw.audit_for(rid)["status"] == 200
 
 
+def test_a_cookie_one_answer_sets_is_not_sent_with_the_next_request(
+    loop: LoopThread, tmp_path: Path
+) -> None:
+    """One upstream session serves every principal: it must keep no cookie jar. (The upstream
+    is named, not an IP address: a cookie jar ignores cookies from IP addresses.)"""
+    gateway = start_gateway(loop, tmp_path, stub_host="localhost")
+    try:
+        cookie = {"X-Stub-Set-Cookie": "__cf_bm=abc123; Path=/"}
+        first = gateway.post(CHAT, chat("hello"), stub=cookie)
+        assert first.status == 200, first.body
+        assert "set-cookie" not in {k.lower() for k in first.headers}  # not forwarded either
+        mark = gateway.mark()
+        assert gateway.post(CHAT, chat("hello again")).status == 200
+        received = {k.lower(): v for k, v in gateway.last_received(mark).headers.items()}
+        assert "cookie" not in received, received.get("cookie")
+    finally:
+        gateway.close()
+
+
 def test_upstream_sees_the_gateways_request_id_not_the_clients_junk(gw: E2EGateway) -> None:
     mark = gw.mark()
     reply = gw.post(CHAT, chat("hello"), headers={"X-Request-Id": "junk id, not hex"})
