@@ -1,8 +1,14 @@
 """What secret-filter looks for: one finder per kind of secret, over folded text.
 
 Each finder yields ``(start, end, type, label, confidence)`` in folded offsets. As in
-pii-filter, every quantifier is bounded and every pattern starts behind a guard, so a failed
+pii-filter, every quantifier is bounded and every pattern has a guard on its left, so a failed
 match costs bounded work per start position and adversarial input stays linear.
+
+Speed: ``re`` skips ahead to candidate positions only when a pattern starts with a literal or
+a character class; a pattern that starts with a lookbehind is tried at every position. So a
+guard comes right after a fixed-width prefix: ``(?<!G)P`` and ``P(?<!GP)`` accept the same
+strings when P always matches the same number of characters (the lookbehind re-reads P, just
+matched, and the one character before it, which is what the first form looks at).
 """
 
 import binascii
@@ -19,29 +25,46 @@ RANK = {"private_key": 100, "jwt": 90, "api_key": 80, "secret": 70}
 
 # --- provider tokens: a fixed prefix, then the provider's alphabet --------------------------
 
-# (label, literal prefixes that must occur for the pattern to be worth running, pattern).
-# The pattern's "body" group is the random part, judged by checks.token_body_ok.
-_ID = r"(?<![\w-])"  # not glued to a longer identifier on the left ...
-_END = r"(?![\w-])"  # ... or on the right
+# (label, triggers, the fixed-width prefix, the rest of the pattern). The pattern is worth
+# running only if one of its triggers occurs in the text: one-character tests are a memchr, and
+# most text has no "_" or "-"; past that, ``re`` skips to a literal prefix as fast as a string
+# search would, so only stripe's pattern, which starts with alternatives, names longer ones.
+# The prefix must not be glued to a longer identifier on the left (the guard: _ID unless
+# _GUARD names another) or on the right (_END). The "body" group is the random part, judged by
+# checks.token_body_ok.
+_ID = r"[\w-]"
+_END = r"(?![\w-])"
 PROVIDER_TOKENS = (
-    ("aws-access-key-id", ("AKIA", "ASIA"), r"(?<![A-Za-z0-9])(?:AKIA|ASIA)(?P<body>[A-Z0-9]{16})"),
-    ("github", ("gh",), _ID + r"gh[pousr]_(?P<body>[A-Za-z0-9]{36,251})"),
-    ("github", ("github_pat_",), _ID + r"github_pat_(?P<body>\w{22,255})"),
-    ("gitlab", ("glpat-",), _ID + r"glpat-(?P<body>[\w-]{20,200}(?:\.[\w-]{2,50}){0,2})"),
-    ("slack", ("xox",), _ID + r"xox[bpar]-(?P<body>[A-Za-z0-9-]{10,250})"),
-    ("slack", ("xapp-",), _ID + r"xapp-[0-9]-(?P<body>[A-Za-z0-9-]{10,250})"),
+    ("aws-access-key-id", ("A",), r"(?:AKIA|ASIA)", r"(?P<body>[A-Z0-9]{16})"),
+    ("github", ("_",), r"gh[pousr]_", r"(?P<body>[A-Za-z0-9]{36,251})"),
+    ("github", ("_",), r"github_pat_", r"(?P<body>\w{22,255})"),
+    ("gitlab", ("-",), r"glpat-", r"(?P<body>[\w-]{20,200}(?:\.[\w-]{2,50}){0,2})"),
+    ("slack", ("-",), r"xox[bpar]-", r"(?P<body>[A-Za-z0-9-]{10,250})"),
+    ("slack", ("-",), r"xapp-[0-9]-", r"(?P<body>[A-Za-z0-9-]{10,250})"),
     (
         "stripe",
         ("_live_", "_test_"),
-        _ID + r"(?:sk|rk)_(?:live|test)_(?P<body>[A-Za-z0-9]{16,247})",
+        r"(?:sk|rk)_(?:live|test)_",
+        r"(?P<body>[A-Za-z0-9]{16,247})",
     ),
-    ("anthropic", ("sk-ant-",), _ID + r"sk-ant-(?P<body>[\w-]{20,250})"),
-    ("openai", ("sk-",), _ID + r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?(?P<body>[\w-]{20,250})"),
-    ("google", ("AIza",), _ID + r"AIza(?P<body>[\w-]{35})"),
-    ("npm", ("npm_",), _ID + r"npm_(?P<body>[A-Za-z0-9]{36})"),
+    ("anthropic", ("-",), r"sk-ant-", r"(?P<body>[\w-]{20,250})"),
+    ("openai", ("-",), r"sk-", r"(?!ant-)(?:proj-|svcacct-|admin-)?(?P<body>[\w-]{20,250})"),
+    ("google", ("A",), r"AIza", r"(?P<body>[\w-]{35})"),
+    ("npm", ("_",), r"npm_", r"(?P<body>[A-Za-z0-9]{36})"),
 )
+# The AWS key id's guard is [A-Za-z0-9]: "_AKIA..." and "-AKIA..." still count.
+_GUARD = {"aws-access-key-id": "[A-Za-z0-9]"}
+
+
+def _token_pattern(label, prefix, rest):
+    """``(?<!guard)prefix rest _END``, with the guard after the prefix (module docstring)."""
+    guard = _GUARD.get(label, _ID)
+    return re.compile(prefix + f"(?<!{guard}{prefix})" + rest + _END, A)
+
+
 _COMPILED = tuple(
-    (label, prefixes, re.compile(pattern + _END, A)) for label, prefixes, pattern in PROVIDER_TOKENS
+    (label, triggers, _token_pattern(label, prefix, rest))
+    for label, triggers, prefix, rest in PROVIDER_TOKENS
 )
 
 
@@ -53,9 +76,13 @@ def _token_ok(label, body):
     return label != "openai" or checks.char_classes(body.replace("-", "").replace("_", "")) >= 3
 
 
+_TRIGGERS = frozenset(trigger for _, triggers, _, _ in PROVIDER_TOKENS for trigger in triggers)
+
+
 def find_provider_tokens(text):
-    for label, prefixes, pattern in _COMPILED:
-        if not any(prefix in text for prefix in prefixes):
+    present = {trigger for trigger in _TRIGGERS if trigger in text}  # each searched once
+    for label, triggers, pattern in _COMPILED:
+        if present.isdisjoint(triggers):
             continue
         for m in pattern.finditer(text):
             if _token_ok(label, m.group("body")):
@@ -68,7 +95,7 @@ def find_provider_tokens(text):
 # any random blob, so it counts only near an access key id (credentials.csv, ~/.aws files,
 # "key id / secret" pairs in prose); after a named assignment it is found by find_assignments.
 AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", A)
-AWS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])", A)
+AWS_KEY_ID = re.compile(r"(?:AKIA|ASIA)(?<![A-Za-z0-9]A[KS]IA)[A-Z0-9]{16}(?![A-Za-z0-9])", A)
 AWS_WINDOW = 300  # characters on either side of a key id
 
 
@@ -77,8 +104,6 @@ def _aws_secret_shaped(value):
 
 
 def find_aws_secrets(text):
-    if "AKIA" not in text and "ASIA" not in text:
-        return
     seen = set()
     for key_id in AWS_KEY_ID.finditer(text):
         low, high = max(0, key_id.start() - AWS_WINDOW), key_id.end() + AWS_WINDOW
@@ -91,7 +116,7 @@ def find_aws_secrets(text):
 # --- JSON web tokens ------------------------------------------------------------------------
 
 JWT = re.compile(
-    r"(?<![\w-])eyJ[\w-]{5,4000}\.[\w-]{2,8000}\.[\w-]{0,4000}(?![\w-])",
+    r"eyJ(?<![\w-]eyJ)[\w-]{5,4000}\.[\w-]{2,8000}\.[\w-]{0,4000}(?![\w-])",
     A,
 )
 
@@ -115,8 +140,6 @@ def _jwt_header_ok(header):
 
 
 def find_jwts(text):
-    if "eyJ" not in text:
-        return
     for m in JWT.finditer(text):
         if _jwt_header_ok(m.group().partition(".")[0]):
             yield m.start(), m.end(), "jwt", None, 90
@@ -160,9 +183,12 @@ def find_private_keys(text):
 # Only the value is reported; the key is what tells us it is a secret. An unquoted value ends
 # at white space, a quote, ",", ";", a closing bracket, or "&" that starts the next
 # "name=" of a query string. The key may follow a "-" ("--password=..." on a command line).
+# The key's run is possessive ("{0,63}+": never given back): what follows a key is a quote,
+# a blank or an operator, none of them in [\w.-], so a shorter key could never match; giving
+# characters back one by one only cost time at every word of prose.
 ASSIGNMENT = re.compile(
     r"""(?<![\w.])(?P<export>export[ \t]+)?(?P<q>["']?)"""
-    r"""(?P<key>[A-Za-z_][\w.-]{0,63}|비밀번호|비번|패스워드|암호|토큰)(?P=q)"""
+    r"""(?P<key>[A-Za-z_][\w.-]{0,63}+|비밀번호|비번|패스워드|암호|토큰)(?P=q)"""
     r"""[ \t]*(?P<op>=>|:=|:|=(?!=))[ \t]*"""
     r"""(?:"(?P<dq>(?:[^"\\\n]|\\.){1,512})"|'(?P<sq>[^'\n]{1,512})'"""
     r"""|(?P<bare>(?:[^\s"'`,;&)}\]]|&(?![\w.-]{1,64}=)){1,512}))""",
@@ -225,7 +251,14 @@ def _assignment_label(m, key, value):
     return "assignment"
 
 
+def _has_operator(text):
+    """Every assignment and Authorization header has a ":" or "=" (most prose has neither)."""
+    return ":" in text or "=" in text
+
+
 def find_assignments(text):
+    if not _has_operator(text):
+        return
     for m in ASSIGNMENT.finditer(text):
         key = m.group("key")
         if not is_secret_key(key):
@@ -238,27 +271,54 @@ def find_assignments(text):
 
 
 # An Authorization header's credentials, wherever the header is written (curl -H, HTTP dumps,
-# JSON header maps). "Bearer" alone in prose is not enough.
+# JSON header maps). "Bearer" alone in prose is not enough. Written for speed as
+#   \bauthorization... with re.I
+# where "\b" before a letter means "no word character before it": the "a" is consumed first,
+# with that guard after it, and the rest is case-insensitive (ASCII only, as before), so the
+# pattern starts with a character class and ``re`` skips to each "a".
 AUTH_HEADER = re.compile(
-    r"""\bauthorization["']?[ \t]*[:=][ \t]*["']?(?:bearer|basic|token)[ \t]+"""
-    r"""([A-Za-z0-9._~+/-]{8,4096}=*)""",
-    re.I | A,
+    r"""[Aa](?<!\w[Aa])(?i:uthorization["']?[ \t]*[:=][ \t]*["']?(?:bearer|basic|token)[ \t]+"""
+    r"""([A-Za-z0-9._~+/-]{8,4096}=*))""",
+    A,
 )
 # scheme://user:password@host: the password part.
 URL_CREDENTIALS = re.compile(
     r"(?<![\w+.-])[A-Za-z][A-Za-z0-9+.-]{1,19}://[^\s:/@]{1,64}:([^\s:/@]{1,128})@", A
 )
+SCHEME_REVERSED = re.compile(r"[A-Za-z0-9+.-]{0,21}", A)
+
+
+def _url_credentials(text):
+    """``URL_CREDENTIALS.finditer(text)``, without trying the pattern at every letter.
+
+    Every match has a "://" right after its scheme. The scheme's characters are a subset of
+    the guard's and exclude ":", so the scheme of a match is the whole run of them before its
+    "://" (read right to left: the leading run of the reversed text; 21 means too long). That
+    gives the one position per "://" where a match can start; the scan resumes after a match.
+    """
+    end = 0
+    sep = text.find("://")
+    while sep >= 0:
+        scheme = SCHEME_REVERSED.match(text[max(0, sep - 21) : sep][::-1]).end()
+        if sep - scheme >= end and (m := URL_CREDENTIALS.match(text, sep - scheme)):
+            end = m.end()
+            yield m
+        sep = text.find("://", sep + 1)
+
+
+def _header_and_url_matches(text):
+    if _has_operator(text):
+        for m in AUTH_HEADER.finditer(text):
+            yield m, "authorization-header"
+    for m in _url_credentials(text):
+        yield m, "url-credentials"
 
 
 def find_header_and_url_secrets(text):
-    for pattern, label in (
-        (AUTH_HEADER, "authorization-header"),
-        (URL_CREDENTIALS, "url-credentials"),
-    ):
-        for m in pattern.finditer(text):
-            value = m.group(1)
-            if not checks.is_placeholder(value) and len(value) >= 6:
-                yield m.start(1), m.end(1), "secret", label, checks.confidence(value)
+    for m, label in _header_and_url_matches(text):
+        value = m.group(1)
+        if not checks.is_placeholder(value) and len(value) >= 6:
+            yield m.start(1), m.end(1), "secret", label, checks.confidence(value)
 
 
 FINDERS = (
