@@ -102,7 +102,7 @@ class GatewaySection:
     max_header_count: int = field(default=100, metadata=_doc("", low=8, high=1000))
     max_header_bytes: int = field(default=16 * 1024, metadata=_doc("", low=1024, high=1 << 20))
     header_timeout_s: float = field(
-        default=30.0,
+        default=65.0,
         metadata=_doc(
             "each request head must arrive within this of connect or the last answer",
             low=1,

@@ -103,7 +103,8 @@ def wrk(
         "socket_errors": 1.0 if errors else 0.0,
     }
     if cpu:
-        requests = max(rps * seconds, 1.0)
+        done_count = re.search(r"(\d+) requests in", out)
+        requests = max(float(done_count.group(1)) if done_count else rps * seconds, 1.0)
         wrk_cpu = (reaped.ru_utime + reaped.ru_stime) - (waited.ru_utime + waited.ru_stime)
         used = {group: after[group] - before.get(group, 0.0) for group in after}
         used["wrk"] = wrk_cpu

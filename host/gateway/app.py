@@ -61,9 +61,9 @@ from haechi.host.sandbox.views import RequestView
 from .actions import ActionError, apply_outcome
 from .adapters import ROUTES, adapter_for
 from .adapters.base import BodyError
-from .connections import Refusal, new_request_id
+from .connections import TRACE_KEY, Refusal, new_request_id
 from .plugins import AuthOutcome, PluginHost
-from .policy import Policy, PolicyOutcome, decide
+from .policy import INVALID_DETECTION, Policy, PolicyOutcome, decide
 from .ratelimit import RateLimiter
 from .responses import ResponseRefused, inspect_response, response_audit_fields
 
@@ -168,6 +168,9 @@ class Gateway:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         route = request.raw_path.split("?", 1)[0]
         trace = _Trace(_request_id(request), route, method=request.method)
+        # For connections.py: an exception that escapes the pipeline (a bug) is answered,
+        # audited and logged under this request's id, route and method.
+        request[TRACE_KEY] = trace
         try:
             if request.method != "POST" or route not in (*ROUTES, DETOKENIZE_ROUTE):
                 raise GatewayError(
@@ -180,10 +183,14 @@ class Gateway:
             await self._record(trace, exc.status, exc.reason)
             return _error(exc, trace.request_id)
 
-    async def record_refusal(self, refusal: Refusal, request_id: str) -> None:
-        """Audit a refusal made before the pipeline ran (``connections.py``: a bad head)."""
-        trace = _Trace(request_id, "/unknown", method="OTHER")
+    async def record_refusal(self, refusal: Refusal, request: web.BaseRequest) -> str:
+        """Audit a refusal ``connections.py`` made: a head the parser refused, or an exception
+        that escaped the pipeline. Returns the request id the answer carries."""
+        trace = request.get(TRACE_KEY)
+        if not isinstance(trace, _Trace):  # the head was never parsed: nothing is known
+            trace = _Trace(new_request_id(), "/unknown", method="OTHER")
         await self._record(trace, refusal.status, refusal.reason)
+        return trace.request_id
 
     async def _guarded(self, request: web.Request, trace: _Trace) -> web.StreamResponse:
         if self._in_flight >= self.config.gateway.max_concurrency:
@@ -210,6 +217,10 @@ class Gateway:
         detections = await self._inspect(extraction.texts, trace)
         outcome = decide(self.policy, trace.route, detections, extraction.lengths)
         trace.outcome = outcome
+        if outcome.reason == INVALID_DETECTION:
+            raise GatewayError(
+                502, INVALID_DETECTION, "a filter reported a detection outside the text"
+            )
         if outcome.blocked:
             raise GatewayError(403, outcome.reason or "blocked", _blocked_message(outcome))
         forwarded = body
@@ -250,6 +261,13 @@ class Gateway:
 
     async def _read_json(self, request: web.Request) -> dict[str, Any]:
         limit = self.config.gateway.max_body_bytes
+        # Compressed request bodies are refused, not inflated: a bomb would be inflated before
+        # max_body_bytes could count it, and no model API client sends them.
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise GatewayError(
+                415, "unsupported-encoding", "send the body uncompressed (no Content-Encoding)"
+            )
         if request.content_length is not None and request.content_length > limit:
             raise GatewayError(413, "body-too-large", f"the body is over {limit} bytes")
         try:

@@ -15,12 +15,17 @@ bytes in the operator's logs). This module makes them refusals like every other:
 
 each JSON with a stable reason code and an ``X-Request-Id``, each one audit line (through
 ``on_refusal``, written before the answer leaves, as the pipeline does), and the connection
-closed after it.
+closed after it. An internal error keeps the request's own id, route and method when the
+pipeline had started (it leaves its trace on the request), so the client's X-Request-Id, the
+audit line and the log line name the same request. One that happens after part of a streamed
+answer was sent cannot be answered any more: it is logged, and the connection is cut.
 
 Slow and idle clients: a connection must complete each request head within
-``gateway.header_timeout_s`` of opening or of its previous answer, else it is closed. Trickling
-bytes does not extend the deadline (aiohttp's keep-alive timer, which only fires while no request
-is being handled, enforces it). The body read has its own bound, ``gateway.client_timeout_s``.
+``gateway.header_timeout_s`` of opening (or of its TLS handshake starting) or of its previous
+answer, else it is closed. Trickling bytes does not extend the deadline (aiohttp's keep-alive
+timer, which only fires while no request is being handled, enforces it). The body read has its
+own bound, ``gateway.client_timeout_s``. Request bodies are not decompressed here (the pipeline
+refuses a ``Content-Encoding``).
 
 Example::
 
@@ -44,15 +49,19 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from haechi.host.config import GatewaySection
 
-__all__ = ["PublicSite", "Refusal", "classify", "new_request_id"]
+__all__ = ["TRACE_KEY", "PublicSite", "Refusal", "classify", "new_request_id"]
 
 _log = logging.getLogger("haechi.gateway")
+
+# Where the pipeline leaves what it knows of a request (app._Trace: request_id, route, method).
+TRACE_KEY: web.RequestKey[Any] = web.RequestKey("haechi.trace", object)
 
 # Both of aiohttp's parsers (C and pure Python) raise BadHttpMessage with this text.
 _TOO_MANY_HEADERS = "Too many headers received"
 
-# Called with each refusal and its request id before the answer is sent; the gateway audits it.
-RefusalSink = Callable[["Refusal", str], Awaitable[None]]
+# Called with each refusal and its request before the answer is sent; the gateway audits it and
+# returns the request id the answer carries.
+RefusalSink = Callable[["Refusal", web.BaseRequest], Awaitable[str]]
 
 
 def new_request_id() -> str:
@@ -73,25 +82,27 @@ class _RefusalResponse(web.Response):
     """The JSON answer to a refusal, sent only once ``on_refusal`` has audited it.
 
     aiohttp's ``handle_error`` must return a response synchronously; ``prepare`` is the first
-    awaited step before any byte is written, so the audit write goes there.
+    awaited step before any byte is written, so the audit write goes there (once).
     """
 
-    def __init__(self, refusal: Refusal, request_id: str, on_refusal: RefusalSink) -> None:
+    def __init__(self, refusal: Refusal, on_refusal: RefusalSink) -> None:
         body = {"error": {"type": "haechi", "code": refusal.reason, "message": refusal.message}}
         super().__init__(
-            text=json.dumps(body),
-            status=refusal.status,
-            content_type="application/json",
-            headers={"X-Request-Id": request_id},
+            text=json.dumps(body), status=refusal.status, content_type="application/json"
         )
         self.force_close()
-        self._refusal, self._request_id, self._on_refusal = refusal, request_id, on_refusal
+        self._refusal, self._on_refusal = refusal, on_refusal
+        self._audited = False
 
     async def prepare(self, request: web.BaseRequest) -> Any:
-        try:
-            await self._on_refusal(self._refusal, self._request_id)
-        except Exception as exc:  # the refusal stands; nothing was forwarded
-            _log.error("refusal not audited", extra={"error": type(exc).__name__})
+        if not self._audited:
+            self._audited = True
+            try:
+                request_id = await self._on_refusal(self._refusal, request)
+            except Exception as exc:  # the refusal stands; it is answered without an id
+                _log.error("refusal not audited", extra={"error": type(exc).__name__})
+            else:
+                self.headers["X-Request-Id"] = request_id
         return await super().prepare(request)
 
 
@@ -116,8 +127,8 @@ def classify(status: int, exc: BaseException | None, limits: GatewaySection) -> 
     return Refusal(
         500,
         "internal-error",
-        "the gateway failed unexpectedly; the request was not forwarded. Retry, and report it "
-        "to the operator with the X-Request-Id if it persists",
+        "the gateway failed unexpectedly. Retry, and report the X-Request-Id to the operator "
+        "if it persists",
     )
 
 
@@ -138,14 +149,24 @@ class _Connection(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        refusal = classify(status, exc, self._limits)
+        if refusal.status >= 500:
+            _log_internal(request, status, exc)
         # Part of an answer (a stream) already left: no second answer can follow.
         if request.writer.output_size > 0:
             raise ConnectionError("an answer was already being sent; closing the connection")
-        refusal = classify(status, exc, self._limits)
-        if refusal.status >= 500 and exc is not None:
-            frames = "".join(traceback.format_tb(exc.__traceback__))
-            _log.error("internal error", extra={"error": type(exc).__name__, "frames": frames})
-        return _RefusalResponse(refusal, new_request_id(), self._on_refusal)
+        return _RefusalResponse(refusal, self._on_refusal)
+
+
+def _log_internal(request: web.BaseRequest, status: int, exc: BaseException | None) -> None:
+    """The exception's type and frames, never its message (it may quote request data)."""
+    trace = request.get(TRACE_KEY)
+    extra: dict[str, Any] = {"status": status, "error": type(exc).__name__ if exc else "none"}
+    if trace is not None:
+        extra.update(request_id=trace.request_id, route=trace.route)
+    if exc is not None:
+        extra["frames"] = "".join(traceback.format_tb(exc.__traceback__))
+    _log.error("internal error", extra=extra)
 
 
 class PublicSite(web.BaseSite):
@@ -202,6 +223,8 @@ class PublicSite(web.BaseSite):
             limits.listen.host,
             limits.listen.port,
             ssl=self._ssl_context,
+            # A client that stalls its TLS handshake is a slow head too.
+            ssl_handshake_timeout=limits.header_timeout_s if self._ssl_context else None,
             backlog=self._backlog,
             reuse_port=True,
         )

@@ -230,11 +230,13 @@ def start_gateway(
     openai_url: str | None = None,
     extra_tokens: Mapping[str, str] | None = None,
     stub_host: str = "127.0.0.1",
+    prepare: Callable[[Path], None] | None = None,
 ) -> E2EGateway:
     """A real gateway in ``directory`` in front of its own stub, listening on loopback.
 
     ``extra_tokens`` maps more bearer tokens to ``"principal scope,scope"`` entries;
-    ``stub_host`` is the name the gateway uses for its stub (``localhost``: not an IP)."""
+    ``stub_host`` is the name the gateway uses for its stub (``localhost``: not an IP);
+    ``prepare`` runs on the initialised home before the gateway starts (to swap a plugin)."""
     stub = DirectedStub()
     stub_url = loop.run(stub.start()).replace("127.0.0.1", stub_host)
     made = init_home(
@@ -261,6 +263,8 @@ def start_gateway(
         secrets_file = directory / "secrets.toml"
         with secrets_file.open("a", encoding="utf-8") as handle:  # keeps its 0600 mode
             handle.write(tomli_w.dumps(dict(upstream_secrets)))
+    if prepare:
+        prepare(directory)
     config = load_config(made.config, environ=dict(environ or {}))
     runtime = loop.run(start_runtime(config))
     try:

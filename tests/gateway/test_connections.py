@@ -10,13 +10,18 @@ they refuse into the logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
+import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from haechi.host.config import GatewaySection
 from haechi.host.gateway.connections import classify
+from haechi.trust import SigningKey, sign_bundle
 
 from .e2e_helpers import (
     CHAT,
@@ -169,8 +174,10 @@ def test_an_idle_connection_is_closed_and_a_busy_one_is_kept(gw: E2EGateway) -> 
     async def go() -> tuple[list[int], bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.public_port)
         statuses = []
-        # Three requests on one keep-alive connection, each well inside the deadline.
+        # Three requests on one keep-alive connection 0.7 s apart: each head arrives inside
+        # the 1 s deadline counted from the previous answer, all three outlast one deadline.
         for _ in range(3):
+            await asyncio.sleep(0.7)
             writer.write(head(target="/not-a-route"))
             await writer.drain()
             raw = await reader.readuntil(b"\r\n\r\n")
@@ -225,3 +232,90 @@ def test_a_client_that_leaves_mid_body_is_audited_as_gone_not_as_an_error(
 def _id(event: dict[str, object]) -> object:
     fields = event.get("fields", event)
     return fields.get("request_id") if isinstance(fields, dict) else None
+
+
+# --- errors the pipeline did not expect, and faulty plugins --------------------------------------
+
+FAULTY_FILTER = """
+def inspect(segments, ctx):
+    # A faulty filter: the span ends past the end of the text it was given.
+    return [{"type": "email", "segment": 0, "start": 0, "end": len(segments[0]) + 5}]
+"""
+
+
+def _faulty_pii_filter(home: Path) -> None:
+    bundle = home / "plugins" / "pii-filter"
+    for module in bundle.glob("*.py"):
+        module.unlink()
+    (bundle / "plugin.py").write_text(FAULTY_FILTER)
+    sign_bundle(bundle, SigningKey.load(home / "keys" / "operator.key"))
+
+
+def test_a_filter_that_reports_a_span_outside_the_text_is_a_502(
+    loop: LoopThread, tmp_path: Path
+) -> None:
+    gateway = start_gateway(loop, tmp_path, prepare=_faulty_pii_filter)
+    try:
+        mark = gateway.mark()
+        reply = gateway.post(
+            CHAT, {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert (reply.status, reply.code) == (502, "invalid-detection")
+        assert gateway.received_since(mark) == []  # nothing forwarded
+    finally:
+        gateway.close()
+
+
+def test_a_compressed_body_is_refused_not_inflated(gw: E2EGateway) -> None:
+    mark = gw.mark()
+    body = gzip.compress(b'{"model": "gpt-4o", "messages": []}')
+    reply = gw.post(CHAT, data=body, headers={"Content-Encoding": "gzip"})
+    assert (reply.status, reply.code) == (415, "unsupported-encoding")
+    assert gw.received_since(mark) == []
+
+
+def test_an_internal_error_keeps_the_requests_id_in_answer_audit_and_log(
+    gw: E2EGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug cannot be produced on purpose: a fault is injected where the pipeline extracts
+    # the model name, after the request id, route and method are known.
+    def broken(self: object, body: object) -> str:
+        raise KeyError("a message quoting the request: sk-live-do-not-log")
+
+    monkeypatch.setattr(type(gw.runtime.gateway), "_check_model", broken)
+    request_id = new_request_id()
+    with LogCapture(tmp_path / "log.txt") as capture:
+        reply = gw.post(CHAT, {"model": "gpt-4o"}, request_id=request_id)
+    assert (reply.status, reply.code) == (500, "internal-error")
+    assert reply.headers["X-Request-Id"] == request_id
+    line = gw.audit_for(request_id)
+    assert (line["status"], line["reason"], line["route"]) == (500, "internal-error", CHAT)
+    logged = capture.path.read_text(encoding="utf-8")
+    assert "internal error" in logged
+    assert "sk-live-do-not-log" not in logged
+
+
+def test_a_failure_after_a_stream_started_is_logged_under_its_request_id(
+    gw: E2EGateway, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Injected fault: the audit write at the end of the stream fails. The answer has started,
+    # so no refusal can be sent; the failure must still reach the operator's log.
+    async def broken(self: object, trace: object, status: int, reason: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(gw.runtime.gateway), "_record", broken)
+    request_id = new_request_id()
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+    def logged() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if r.getMessage() == "internal error" and getattr(r, "request_id", "") == request_id
+        ]
+
+    with caplog.at_level(logging.ERROR, logger="haechi.gateway"):
+        with contextlib.suppress(aiohttp.ClientError):  # the cut stream may surface so
+            gw.post(CHAT, body, request_id=request_id)
+        wait_for(lambda: bool(logged()))
+    assert getattr(logged()[0], "error", "") == "OSError"

@@ -24,6 +24,7 @@ DYNAMIC = {
     "unauthenticated:<reason>",  # app.py: f"unauthenticated:{outcome.reason}"
     "blocked:<type>",  # policy.py: the outcome's reason for an applied block
     "response-blocked:<type>",  # responses.py: f"response-{outcome.reason}"
+    "response-invalid-detection",  # responses.py: likewise, for a faulty filter
     "auth-unavailable",  # plugins.py: AuthOutcome.reason, passed through by app.py
     "no-auth-plugin",  # plugins.py: likewise
     "upstream-timeout-mid-stream",  # app.py: the stream's error event, not a status
@@ -47,10 +48,12 @@ def _constants(trees: list[ast.Module]) -> dict[str, str]:
     return found
 
 
-def raised_codes() -> set[str]:
+def raised() -> list[tuple[int | None, str]]:
+    """``(status, code)`` of every refusal built with a literal code (status None: not literal,
+    or a BodyError, whose status app.py picks)."""
     trees = [ast.parse(p.read_text(encoding="utf-8")) for p in sorted(SOURCE.rglob("*.py"))]
     constants = _constants(trees)
-    codes = set()
+    found = []
     for tree in trees:
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
@@ -58,21 +61,36 @@ def raised_codes() -> set[str]:
             index = REFUSALS.get(node.func.id)
             if index is None or len(node.args) <= index:
                 continue
-            arg = node.args[index]
+            arg, code = node.args[index], None
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                codes.add(arg.value)
+                code = arg.value
             elif isinstance(arg, ast.Name) and arg.id in constants:
-                codes.add(constants[arg.id])
-    return codes
+                code = constants[arg.id]
+            if code is None:
+                continue
+            first = node.args[0]
+            literal = index == 1 and isinstance(first, ast.Constant) and type(first.value) is int
+            found.append((first.value if literal else None, code))  # type: ignore[union-attr]
+    return found
 
 
-def documented_codes() -> set[str]:
-    codes = set()
+def raised_codes() -> set[str]:
+    return {code for _, code in raised()}
+
+
+def documented() -> dict[str, int]:
+    """Code -> status, from the table's rows."""
+    rows = {}
     for line in REFERENCE.read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) > 3 and re.fullmatch(r"\d{3}", cells[1]):
-            codes.update(re.findall(r"`([^`]+)`", cells[2]))
-    return codes
+            for code in re.findall(r"`([^`]+)`", cells[2]):
+                rows[code] = int(cells[1])
+    return rows
+
+
+def documented_codes() -> set[str]:
+    return set(documented())
 
 
 def test_the_scan_finds_the_codes_it_should() -> None:
@@ -85,6 +103,16 @@ def test_the_scan_finds_the_codes_it_should() -> None:
 def test_every_raised_code_is_documented() -> None:
     missing = raised_codes() - documented_codes()
     assert not missing, f"add these codes to {REFERENCE.name}: {sorted(missing)}"
+
+
+def test_each_code_is_documented_with_the_status_it_is_raised_with() -> None:
+    table = documented()
+    wrong = {
+        code: (status, table.get(code))
+        for status, code in raised()
+        if status is not None and table.get(code) not in (None, status)
+    }
+    assert not wrong, f"code: (raised with, documented as): {wrong}"
 
 
 def test_every_documented_code_is_raised() -> None:

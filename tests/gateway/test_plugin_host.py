@@ -148,9 +148,15 @@ def test_revocation_drains_and_stops_the_plugin(operator: Operator) -> None:
         host = operator.host(operator.state(1), events)
         await host.start()
         try:
-            in_flight = asyncio.create_task(host.inspect(view(None, "x" * 200_000)))
-            while not any(s.in_flight for s in host.status() if s.id == "pii-filter"):
+            # A long run of digits is the slowest input for pii-filter (tens of ms), so the
+            # call is still in flight when the revocation starts. Never wait past its end: a
+            # faster filter once made this loop spin forever.
+            in_flight = asyncio.create_task(host.inspect(view(None, "1" * 400_000)))
+            seen = False
+            while not (seen or in_flight.done()):
+                seen = any(s.in_flight for s in host.status() if s.id == "pii-filter")
                 await asyncio.sleep(0.001)
+            assert seen, "the call ended before the revocation could start"
             change = await host.apply_trust(
                 operator.state(
                     2,
