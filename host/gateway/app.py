@@ -94,6 +94,10 @@ class AuditSink(Protocol):
     async def append(self, kind: str, **fields: Any) -> None: ...
 
 
+class _ClientStalled(Exception):
+    """The client did not take a streamed chunk within ``gateway.client_timeout_s``."""
+
+
 class GatewayError(Exception):
     """A refusal: HTTP ``status``, stable ``reason`` code and a message for the client."""
 
@@ -141,8 +145,8 @@ class Gateway:
     def public_app(self) -> web.Application:
         gateway = self.config.gateway
         # Head limits and timeouts are the listener's (connections.PublicSite), not the app's.
-        app = web.Application(client_max_size=gateway.max_body_bytes)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[self._unrouted])
+        app.router.add_route("*", "/{tail:.*}", self._dispatch, expect_handler=_defer_expect)
         app.on_startup.append(self._open)
         app.on_cleanup.append(self._close)
         return app
@@ -164,6 +168,15 @@ class Gateway:
             await self._session.close()
 
     # --- the pipeline ------------------------------------------------------------------------
+
+    @web.middleware
+    async def _unrouted(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Request targets that are not paths (``OPTIONS *``, ``CONNECT host:port``) match no
+        route, and aiohttp answered them with its own plain-text 404: refuse them like any
+        other unknown target."""
+        if request.match_info.http_exception is not None:
+            return await self._dispatch(request)
+        return await handler(request)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         route = request.raw_path.split("?", 1)[0]
@@ -263,13 +276,15 @@ class Gateway:
         limit = self.config.gateway.max_body_bytes
         # Compressed request bodies are refused, not inflated: a bomb would be inflated before
         # max_body_bytes could count it, and no model API client sends them.
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding != "identity":
+        # Every Content-Encoding header and list item: aiohttp would act on the last one.
+        codings = ",".join(request.headers.getall("Content-Encoding", ())).lower().split(",")
+        if any(coding.strip() not in ("", "identity") for coding in codings):
             raise GatewayError(
                 415, "unsupported-encoding", "send the body uncompressed (no Content-Encoding)"
             )
         if request.content_length is not None and request.content_length > limit:
             raise GatewayError(413, "body-too-large", f"the body is over {limit} bytes")
+        await _continue(request)
         try:
             # gateway.client_timeout_s was never applied: a client trickling its body held a
             # concurrency slot for as long as it liked.
@@ -537,11 +552,18 @@ class Gateway:
         reason = "ok"
         try:
             async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-        except ConnectionResetError:
-            # First: aiohttp's ClientConnectionResetError (a write to a client that left) is
-            # also a ClientError, and was taken for an upstream failure, whose error event then
-            # raised again: the request went unaudited.
+                await self._write_to_client(response, chunk)
+        except _ClientStalled:
+            # It stopped reading: without this the stream held its concurrency slot for as
+            # long as the client liked (a few such clients locked everyone else out).
+            reason = "client-timeout"
+            if request.transport is not None:
+                request.transport.abort()
+        except ConnectionError:
+            # Before the upstream's errors: a client that left surfaces as ConnectionResetError
+            # (aiohttp's ClientConnectionResetError is also a ClientError, and was once taken
+            # for an upstream failure), or as a plain ConnectionError when it left while the
+            # gateway waited for it to read; either went unaudited.
             reason = "client-gone"
         except (TimeoutError, aiohttp.ClientError):
             # The status line is gone; end this stream with an error event, not the process.
@@ -553,6 +575,13 @@ class Gateway:
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+    async def _write_to_client(self, response: web.StreamResponse, chunk: bytes) -> None:
+        try:
+            async with asyncio.timeout(self.config.gateway.client_timeout_s):
+                await response.write(chunk)
+        except TimeoutError:
+            raise _ClientStalled from None
 
     def _response_headers(
         self, upstream: aiohttp.ClientResponse, trace: _Trace, outcome: PolicyOutcome
@@ -624,6 +653,23 @@ def _encodable(body: Any) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+async def _defer_expect(request: web.Request) -> None:
+    """aiohttp answers ``Expect: 100-continue`` before any handler runs, which invited a body
+    before authentication; the pipeline answers it instead (:func:`_continue`)."""
+
+
+async def _continue(request: web.Request) -> None:
+    """Ask for the body, once auth, the rate limit and its declared size let it come."""
+    expect = request.headers.get("Expect")
+    if expect is None:
+        return
+    if expect.strip().lower() != "100-continue":
+        raise GatewayError(417, "expectation-failed", "only Expect: 100-continue is supported")
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not the answer
 
 
 def _request_id(request: web.Request) -> str:

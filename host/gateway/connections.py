@@ -40,6 +40,7 @@ import json
 import logging
 import secrets
 import ssl
+import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -142,6 +143,16 @@ class _Connection(RequestHandler):
         self._limits = limits
         self._on_refusal = on_refusal
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp's own error logs (e.g. draining a refused body) carry the exception's
+        message, which may quote the request: log its type and frames only."""
+        exc_info = kw.get("exc_info")
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        extra: dict[str, Any] = {"error": type(exc).__name__ if exc else "none"}
+        if exc is not None:
+            extra["frames"] = "".join(traceback.format_tb(exc.__traceback__))
+        _log.error("connection error", extra=extra)
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -216,6 +227,9 @@ class PublicSite(web.BaseSite):
                 max_headers=limits.max_header_count,
                 keepalive_timeout=limits.header_timeout_s,
                 access_log=None,
+                # Bodies stay as sent: the pipeline refuses a Content-Encoding rather than
+                # inflating it (a 2 MB gzip bomb cost a worker seconds of CPU, before auth).
+                auto_decompress=False,
             )
 
         self._server = await loop.create_server(
