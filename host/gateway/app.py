@@ -61,7 +61,8 @@ from haechi.host.sandbox.views import RequestView
 from .actions import ActionError, apply_outcome
 from .adapters import ROUTES, adapter_for
 from .adapters.base import BodyError
-from .connections import TRACE_KEY, Refusal, new_request_id
+from .connections import TRACE_KEY
+from .errors import GatewayError, error_body, new_request_id
 from .plugins import AuthOutcome, PluginHost
 from .policy import INVALID_DETECTION, Policy, PolicyOutcome, decide
 from .ratelimit import RateLimiter
@@ -96,17 +97,6 @@ class AuditSink(Protocol):
 
 class _ClientStalled(Exception):
     """The client did not take a streamed chunk within ``gateway.client_timeout_s``."""
-
-
-class GatewayError(Exception):
-    """A refusal: HTTP ``status``, stable ``reason`` code and a message for the client."""
-
-    def __init__(self, status: int, reason: str, message: str, **headers: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.headers = headers
 
 
 @dataclass
@@ -196,7 +186,7 @@ class Gateway:
             await self._record(trace, exc.status, exc.reason)
             return _error(exc, trace.request_id)
 
-    async def record_refusal(self, refusal: Refusal, request: web.BaseRequest) -> str:
+    async def record_refusal(self, refusal: GatewayError, request: web.BaseRequest) -> str:
         """Audit a refusal ``connections.py`` made: a head the parser refused, or an exception
         that escaped the pipeline. Returns the request id the answer carries."""
         trace = request.get(TRACE_KEY)
@@ -568,9 +558,9 @@ class Gateway:
         except (TimeoutError, aiohttp.ClientError):
             # The status line is gone; end this stream with an error event, not the process.
             reason = "upstream-timeout-mid-stream"
-            error = {"error": {"type": "haechi", "code": reason, "message": "the stream broke off"}}
+            error = json.dumps(error_body(reason, "the stream broke off"))
             with contextlib.suppress(ConnectionResetError):
-                await response.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+                await response.write(f"event: error\ndata: {error}\n\n".encode())
         await self._record(trace, upstream.status, reason)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
@@ -686,6 +676,7 @@ def _blocked_message(outcome: PolicyOutcome) -> str:
 
 
 def _error(exc: GatewayError, request_id: str) -> web.Response:
-    body = {"error": {"type": "haechi", "code": exc.reason, "message": exc.message}}
     headers = {"X-Request-Id": request_id, **exc.headers}
-    return web.json_response(body, status=exc.status, headers=headers)
+    return web.json_response(
+        error_body(exc.reason, exc.message), status=exc.status, headers=headers
+    )

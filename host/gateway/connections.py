@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import ssl
 import sys
 import traceback
@@ -50,7 +49,9 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from haechi.host.config import GatewaySection
 
-__all__ = ["TRACE_KEY", "PublicSite", "Refusal", "classify", "new_request_id"]
+from .errors import GatewayError, error_body
+
+__all__ = ["TRACE_KEY", "PublicSite", "classify"]
 
 _log = logging.getLogger("haechi.gateway")
 
@@ -62,21 +63,7 @@ _TOO_MANY_HEADERS = "Too many headers received"
 
 # Called with each refusal and its request before the answer is sent; the gateway audits it and
 # returns the request id the answer carries.
-RefusalSink = Callable[["Refusal", web.BaseRequest], Awaitable[str]]
-
-
-def new_request_id() -> str:
-    """16 hex digits naming one request in answers, logs and the audit chain."""
-    return secrets.token_hex(8)
-
-
-class Refusal:
-    """One connection-level refusal: status, stable reason code and a message for the client."""
-
-    __slots__ = ("message", "reason", "status")
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        self.status, self.reason, self.message = status, reason, message
+RefusalSink = Callable[[GatewayError, web.BaseRequest], Awaitable[str]]
 
 
 class _RefusalResponse(web.Response):
@@ -86,11 +73,9 @@ class _RefusalResponse(web.Response):
     awaited step before any byte is written, so the audit write goes there (once).
     """
 
-    def __init__(self, refusal: Refusal, on_refusal: RefusalSink) -> None:
-        body = {"error": {"type": "haechi", "code": refusal.reason, "message": refusal.message}}
-        super().__init__(
-            text=json.dumps(body), status=refusal.status, content_type="application/json"
-        )
+    def __init__(self, refusal: GatewayError, on_refusal: RefusalSink) -> None:
+        body = json.dumps(error_body(refusal.reason, refusal.message))
+        super().__init__(text=body, status=refusal.status, content_type="application/json")
         self.force_close()
         self._refusal, self._on_refusal = refusal, on_refusal
         self._audited = False
@@ -107,25 +92,25 @@ class _RefusalResponse(web.Response):
         return await super().prepare(request)
 
 
-def classify(status: int, exc: BaseException | None, limits: GatewaySection) -> Refusal:
+def classify(status: int, exc: BaseException | None, limits: GatewaySection) -> GatewayError:
     """The refusal for an error aiohttp reports (``status`` is its choice, 400 or 500)."""
     if isinstance(exc, LineTooLong):
-        return Refusal(
+        return GatewayError(
             431,
             "header-too-large",
             f"the request line or a header is longer than {limits.max_header_bytes} bytes "
             "(gateway.max_header_bytes); send shorter headers",
         )
     if isinstance(exc, BadHttpMessage) and exc.message == _TOO_MANY_HEADERS:
-        return Refusal(
+        return GatewayError(
             431,
             "too-many-headers",
             f"the request has more than {limits.max_header_count} headers "
             "(gateway.max_header_count); send fewer",
         )
     if status < 500:
-        return Refusal(400, "bad-request", "the request is not valid HTTP/1.1")
-    return Refusal(
+        return GatewayError(400, "bad-request", "the request is not valid HTTP/1.1")
+    return GatewayError(
         500,
         "internal-error",
         "the gateway failed unexpectedly. Retry, and report the X-Request-Id to the operator "
@@ -148,10 +133,7 @@ class _Connection(RequestHandler):
         message, which may quote the request: log its type and frames only."""
         exc_info = kw.get("exc_info")
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
-        extra: dict[str, Any] = {"error": type(exc).__name__ if exc else "none"}
-        if exc is not None:
-            extra["frames"] = "".join(traceback.format_tb(exc.__traceback__))
-        _log.error("connection error", extra=extra)
+        _log.error("connection error", extra=_described(exc))
 
     def handle_error(
         self,
@@ -172,12 +154,17 @@ class _Connection(RequestHandler):
 def _log_internal(request: web.BaseRequest, status: int, exc: BaseException | None) -> None:
     """The exception's type and frames, never its message (it may quote request data)."""
     trace = request.get(TRACE_KEY)
-    extra: dict[str, Any] = {"status": status, "error": type(exc).__name__ if exc else "none"}
+    extra = {"status": status, **_described(exc)}
     if trace is not None:
         extra.update(request_id=trace.request_id, route=trace.route)
-    if exc is not None:
-        extra["frames"] = "".join(traceback.format_tb(exc.__traceback__))
     _log.error("internal error", extra=extra)
+
+
+def _described(exc: BaseException | None) -> dict[str, Any]:
+    """An exception for the log: its type and frames, never its message."""
+    if exc is None:
+        return {"error": "none"}
+    return {"error": type(exc).__name__, "frames": "".join(traceback.format_tb(exc.__traceback__))}
 
 
 class PublicSite(web.BaseSite):

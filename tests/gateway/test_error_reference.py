@@ -2,7 +2,7 @@
 
 Clients match on these codes, so a code the source raises but the reference does not list (or
 a row for a code nothing raises any more) is a broken contract. The source is read with ``ast``:
-every ``GatewayError`` / ``Refusal`` / ``ResponseRefused`` / ``BodyError`` built with a literal
+every ``GatewayError`` / ``ResponseRefused`` / ``BodyError`` built with a literal
 code, or with a module constant holding one.
 """
 
@@ -17,7 +17,7 @@ SOURCE = ROOT / "host" / "gateway"
 REFERENCE = ROOT / "docs" / "reference" / "gateway-errors.md"
 
 # Call -> index of the argument holding the code.
-REFUSALS = {"GatewayError": 1, "Refusal": 1, "ResponseRefused": 1, "BodyError": 0}
+REFUSALS = {"GatewayError": 1, "ResponseRefused": 1, "BodyError": 0}
 
 # Codes built at run time from another value; each row names where it comes from.
 DYNAMIC = {
