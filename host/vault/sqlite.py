@@ -23,7 +23,7 @@ returns); they differ on power loss or an OS crash, where NORMAL may lose the la
 A lost token is a lost value (the application replaced the plaintext with it), so FULL is
 the default; ``synchronous="NORMAL"`` trades that for fewer fsyncs. Each thread gets its own
 connection; processes share the file through SQLite's locks, waiting up to
-``busy_timeout_ms`` for a writer.
+``busy_timeout_ms`` for a writer, and for one another when several open a fresh file at once.
 
 Example::
 
@@ -260,31 +260,45 @@ class SqliteVault:
             raise VaultError("vault-unavailable", f"{self.path}: {exc.strerror}") from None
 
     def _migrate(self) -> None:
-        connection = self._connection()
-        try:
-            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise VaultError("vault-invalid", f"{self.path}: cannot use WAL (got {mode})")
-            connection.execute("BEGIN IMMEDIATE")  # one process creates the schema
+        # SQLite answers SQLITE_BUSY at once, without waiting in its busy handler, where
+        # waiting could deadlock: processes opening a fresh file at the same moment (the
+        # gateway's workers) each hold a shared lock while asking for the exclusive one the
+        # switch to WAL needs. The refused one lets its shared lock go, so trying again
+        # until busy_timeout_ms lets the others through; giving up would fail a start.
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        pause = 0.001
+        while True:
             try:
-                (version,) = connection.execute("PRAGMA user_version").fetchone()
-                if version == 0:
-                    for statement in _SCHEMA:  # not executescript: it would COMMIT first
-                        connection.execute(statement)
-                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                elif version != SCHEMA_VERSION:
-                    raise VaultError(
-                        "vault-invalid",
-                        f"{self.path}: schema version {version}; this haechi knows "
-                        f"{SCHEMA_VERSION}",
-                    )
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise VaultError("vault-unavailable", f"{self.path}: {exc}") from None
+                self._migrate_once(self._connection())
+                return
+            except sqlite3.Error as exc:
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() + pause > deadline:
+                    raise VaultError("vault-unavailable", f"{self.path}: {exc}") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _migrate_once(self, connection: sqlite3.Connection) -> None:
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise VaultError("vault-invalid", f"{self.path}: cannot use WAL (got {mode})")
+        connection.execute("BEGIN IMMEDIATE")  # one process creates the schema
+        try:
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            if version == 0:
+                for statement in _SCHEMA:  # not executescript: it would COMMIT first
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise VaultError(
+                    "vault-invalid",
+                    f"{self.path}: schema version {version}; this haechi knows {SCHEMA_VERSION}",
+                )
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)

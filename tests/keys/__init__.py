@@ -46,9 +46,10 @@ def run_together(script: str, argvs: list[list[str]], timeout: float = 180) -> l
 
 
 def start(script: str, argv: list[str]) -> subprocess.Popen[str]:
-    """One child running ``script`` (no prelude), stdout line by line."""
+    """One child running ``script`` (no prelude), stdin and stdout line by line."""
     return subprocess.Popen(
         [sys.executable, "-c", script, *argv],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

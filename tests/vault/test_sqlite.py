@@ -215,6 +215,43 @@ def test_processes_write_at_once(tmp_path: Path) -> None:
             assert all(vault.get(t).tenant == f"tenant{i}" for t in tokens)  # type: ignore[union-attr]
 
 
+OPENER = """\
+import sys
+from pathlib import Path
+from haechi.host.vault import SqliteVault, VaultError
+for line in sys.stdin:
+    try:
+        SqliteVault(Path(line.strip())).close()
+        print("ok", flush=True)
+    except VaultError as exc:
+        print(exc, flush=True)
+"""
+
+
+def test_processes_opening_a_fresh_vault_at_once_all_start(tmp_path: Path) -> None:
+    # The gateway's workers open the vault together on first start. SQLite refuses one of
+    # several processes switching a fresh file to WAL at once without waiting (a deadlock it
+    # avoids), so a vault that gave up on that refusal failed a start now and then: 1 round
+    # in 6 here before the fix. Lockstep rounds in long-lived children make many collisions
+    # cheap.
+    children = [start(OPENER, []) for _ in range(6)]
+    try:
+        for round in range(30):
+            path = tmp_path / f"vault{round}.db"
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write(f"{path}\n")
+                child.stdin.flush()
+            answers = [child.stdout.readline().strip() for child in children]  # type: ignore[union-attr]
+            assert answers == ["ok"] * 6, f"round {round}: {answers}"
+            with SqliteVault(path) as vault:
+                assert vault.count() == 0 and vault.integrity_check() == "ok"
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
 STREAMER = """\
 import os, sys, threading
 from pathlib import Path
