@@ -175,6 +175,11 @@ class Gateway:
         # audited and logged under this request's id, route and method.
         request[TRACE_KEY] = trace
         try:
+            # aiohttp serves any HTTP/x.y request line as HTTP/1.1; RFC 9110 §15.6.6.
+            if request.version not in ((1, 0), (1, 1)):
+                raise GatewayError(
+                    505, "http-version-unsupported", "send HTTP/1.1 (or 1.0) to this port"
+                )
             if request.method != "POST" or route not in (*ROUTES, DETOKENIZE_ROUTE):
                 raise GatewayError(
                     404, "not-found", f"{request.method} {route[:200]} is not a route"
@@ -266,11 +271,17 @@ class Gateway:
         limit = self.config.gateway.max_body_bytes
         # Compressed request bodies are refused, not inflated: a bomb would be inflated before
         # max_body_bytes could count it, and no model API client sends them.
-        # Every Content-Encoding header and list item: aiohttp would act on the last one.
-        codings = ",".join(request.headers.getall("Content-Encoding", ())).lower().split(",")
-        if any(coding.strip() not in ("", "identity") for coding in codings):
+        if any(coding != "identity" for coding in _codings(request, "Content-Encoding")):
             raise GatewayError(
                 415, "unsupported-encoding", "send the body uncompressed (no Content-Encoding)"
+            )
+        # aiohttp's parser reads "gzip, chunked" as chunked and drops the gzip; RFC 9112 §6.1
+        # says a coding the server does not understand is a 501, not something to ignore.
+        if _codings(request, "Transfer-Encoding") not in ([], ["chunked"]):
+            raise GatewayError(
+                501,
+                "unsupported-transfer-encoding",
+                "send the body with Content-Length, or with Transfer-Encoding: chunked alone",
             )
         if request.content_length is not None and request.content_length > limit:
             raise GatewayError(413, "body-too-large", f"the body is over {limit} bytes")
@@ -643,6 +654,13 @@ def _encodable(body: Any) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _codings(request: web.Request, header: str) -> list[str]:
+    """The codings of every ``header`` line, lowercased, in order: a client may split them
+    over several lines, and aiohttp acts on only one of them."""
+    items = ",".join(request.headers.getall(header, ())).lower().split(",")
+    return [item.strip() for item in items if item.strip()]
 
 
 async def _defer_expect(request: web.Request) -> None:
