@@ -101,6 +101,12 @@ class GatewaySection:
     max_concurrency: int = field(default=256, metadata=_doc("", low=1, high=100_000))
     max_header_count: int = field(default=100, metadata=_doc("", low=8, high=1000))
     max_header_bytes: int = field(default=16 * 1024, metadata=_doc("", low=1024, high=1 << 20))
+    max_head_bytes: int = field(
+        default=64 * 1024, metadata=_doc("request line and headers in all", low=4096, high=16 << 20)
+    )
+    max_connections: int = field(
+        default=1000, metadata=_doc("open client connections per worker", low=1, high=1_000_000)
+    )
     header_timeout_s: float = field(
         default=65.0,
         metadata=_doc(
@@ -357,6 +363,12 @@ def _number(key: str, kind: type, raw: Any, meta: Mapping[str, Any]) -> Any:
 
 def _check_listeners(config: Config) -> None:
     gateway = config.gateway
+    if gateway.max_head_bytes < gateway.max_header_bytes:
+        raise ConfigError(
+            "gateway.max_head_bytes",
+            f"{gateway.max_head_bytes} is below gateway.max_header_bytes "
+            f"({gateway.max_header_bytes}): the whole head must fit at least one longest header",
+        )
     if (gateway.tls_cert is None) != (gateway.tls_key is None):
         raise ConfigError("gateway.tls_cert", "give both tls_cert and tls_key, or neither")
     if not gateway.listen.is_loopback and gateway.tls_cert is None and not gateway.allow_remote:

@@ -49,6 +49,13 @@ def test_unknown_keys_and_sections_are_errors_naming_them(text: str, key: str) -
         ('[plugins]\nfilters = [""]\n', "plugins.filters", "non-empty strings"),
         ("[plugins]\ncrypto = 3\n", "plugins.crypto", "string"),
         ('[gateway]\nallow_remote = "yes"\n', "gateway.allow_remote", "true or false"),
+        ("[gateway]\nmax_connections = 0\n", "gateway.max_connections", "between 1 and"),
+        ("[gateway]\nmax_head_bytes = 100\n", "gateway.max_head_bytes", "between 4096 and"),
+        (
+            "[gateway]\nmax_header_bytes = 32768\nmax_head_bytes = 16384\n",
+            "gateway.max_head_bytes",
+            "below gateway.max_header_bytes",
+        ),
     ],
 )
 def test_bad_values_name_the_key(text: str, key: str, fragment: str) -> None:

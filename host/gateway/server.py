@@ -37,7 +37,7 @@ from haechi.host.config import Config
 from haechi.host.keys import KeyStore, PersistentKeyRing
 from haechi.host.sandbox import SandboxPolicy
 from haechi.host.vault import SqliteVault
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .adapters import ROUTES
 from .app import UPSTREAM_KEY_SECRETS, Gateway
@@ -84,6 +84,16 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
+        self.connections_open = Gauge(
+            "haechi_connections_open",
+            "Open client connections on the public listener",
+            registry=self.registry,
+        )
+        self.connections_refused = Counter(
+            "haechi_connections_refused",
+            "Client connections refused for gateway.max_connections",
+            registry=self.registry,
+        )
         self.plugin_events = Counter(
             "haechi_plugin_events_total",
             "Plugin lifecycle events",
@@ -128,9 +138,11 @@ class Runtime:
             public,
             gateway,
             on_refusal=self.gateway.record_refusal,
+            on_full=self.metrics.connections_refused.inc,
             ssl_context=_tls(self.config),
         )
         await site.start()
+        self.metrics.connections_open.set_function(lambda: site.open_connections)
         self._runners.append(public)
         admin_port = None
         if admin:

@@ -32,6 +32,7 @@ from .e2e_helpers import (
     E2EGateway,
     LogCapture,
     LoopThread,
+    http,
     new_request_id,
     start_gateway,
     wait_for,
@@ -42,6 +43,7 @@ LIMITS = {
     "max_header_count": 16,
     "header_timeout_s": 1,
     "client_timeout_s": 1,
+    "max_head_bytes": 8192,
 }
 
 
@@ -527,3 +529,100 @@ def test_a_chunked_body_alone_is_served(gw: E2EGateway) -> None:
     data = head(f"Authorization: Bearer {gw.token}", "Transfer-Encoding: Chunked")
     answer = send_raw(gw.public_port, data.replace(b"Content-Length: 0\r\n", b"") + chunked)
     assert answer.status == 200
+
+
+def _big_headers(count: int = 11, size: int = 1500) -> list[str]:
+    """Headers each within max_header_bytes (2048) and in number within max_header_count
+    (16), over max_head_bytes (8192) together."""
+    return [f"X-Pad-{i}: {'p' * size}" for i in range(count)]
+
+
+def test_a_head_over_the_total_bound_is_a_json_431(gw: E2EGateway, tmp_path: Path) -> None:
+    """Each line and the line count were bounded, their sum was not: 300 connections holding
+    unfinished heads of 100 x 16 KiB took a worker from 55 MB to 900 MB."""
+    mark = gw.mark()
+    secret = "sk-live-" + secrets.token_hex(16)
+    with LogCapture(tmp_path / "log.txt") as capture:
+        answer = send_raw(
+            gw.public_port,
+            head(f"Authorization: Bearer {gw.token}", f"X-Key: {secret}", *_big_headers()),
+        )
+    assert (answer.status, answer.code) == (431, "head-too-large")
+    assert gw.audit_for(answer.headers["x-request-id"])["reason"] == "head-too-large"
+    assert gw.received_since(mark) == []
+    assert secret not in capture.path.read_text(encoding="utf-8")
+
+
+def test_an_unfinished_head_is_refused_once_over_the_bound_not_held(gw: E2EGateway) -> None:
+    # The head never ends; without the total bound the connection would sit on its bytes
+    # until header_timeout_s and close without an answer.
+    lines = ["POST /v1/chat/completions HTTP/1.1", "Host: x", *_big_headers()]
+    answer = send_raw(gw.public_port, ("\r\n".join(lines) + "\r\n").encode())
+    assert (answer.status, answer.code) == (431, "head-too-large")
+
+
+def test_a_body_and_keep_alive_heads_do_not_count_toward_the_head_bound(gw: E2EGateway) -> None:
+    """Only the head counts: a 30 KB body in the same write, then three requests on the same
+    connection whose heads together pass the bound, are all served."""
+    text = "x" * 30_000
+    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
+    headers = [f"Authorization: Bearer {gw.token}", *_big_headers(count=3)]  # about 4.6 KB
+
+    async def go() -> list[int]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.public_port)
+        statuses = []
+        for _ in range(3):
+            data = head(*headers).replace(
+                b"Content-Length: 0", f"Content-Length: {len(body)}".encode()
+            )
+            writer.write(data + body.encode())
+            await writer.drain()
+            raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+            statuses.append(int(raw.split(b" ")[1]))
+            length = int(raw.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await asyncio.wait_for(reader.readexactly(length), 20)
+        writer.close()
+        return statuses
+
+    assert asyncio.run(go()) == [200, 200, 200]
+
+
+def test_connections_past_the_cap_are_answered_503_and_closed(
+    loop: LoopThread, tmp_path: Path
+) -> None:
+    capped = start_gateway(loop, tmp_path / "capped", settings={"gateway": {"max_connections": 3}})
+
+    async def go() -> tuple[bytes, int]:
+        held = [await asyncio.open_connection("127.0.0.1", capped.public_port) for _ in range(3)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", capped.public_port)
+        refused = await asyncio.wait_for(reader.read(), 20)  # the answer, then EOF
+        writer.close()
+        for _, held_writer in held[1:]:
+            held_writer.close()
+        # A freed slot serves again (the cap counts open connections, not connections made),
+        # once the gateway has seen the two closes.
+        deadline = time.monotonic() + 20
+        while True:
+            reader, writer = await asyncio.open_connection("127.0.0.1", capped.public_port)
+            writer.write(head("Connection: close", target="/not-a-route"))
+            try:
+                raw = await asyncio.wait_for(reader.read(), 20)
+            except ConnectionResetError:  # turned away: a request sent to it resets
+                raw = b"HTTP/1.1 503 reset"
+            writer.close()
+            if not raw.startswith(b"HTTP/1.1 503") or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        held[0][1].close()
+        return refused, int(raw.split(b" ")[1])
+
+    try:
+        refused, later = asyncio.run(go())
+        answer = Answer(refused)
+        assert (answer.status, answer.code) == (503, "too-many-connections")
+        assert answer.headers["connection"] == "close" and "retry-after" in answer.headers
+        assert later == 404
+        metrics = http("GET", capped.admin_url + "/metrics").body.decode()
+        assert re.search(r"(?m)^haechi_connections_refused_total [1-9]", metrics), metrics
+    finally:
+        capped.close()
