@@ -231,6 +231,7 @@ def load_config_text(
     config = dataclasses.replace(
         config, from_environment=tuple(sorted(f"{s}.{k}" for s, k in overrides))
     )
+    _check_limits(config.gateway)
     _check_listeners(config)
     return config
 
@@ -361,14 +362,17 @@ def _number(key: str, kind: type, raw: Any, meta: Mapping[str, Any]) -> Any:
     return kind(raw)
 
 
-def _check_listeners(config: Config) -> None:
-    gateway = config.gateway
+def _check_limits(gateway: GatewaySection) -> None:
     if gateway.max_head_bytes < gateway.max_header_bytes:
         raise ConfigError(
             "gateway.max_head_bytes",
             f"{gateway.max_head_bytes} is below gateway.max_header_bytes "
             f"({gateway.max_header_bytes}): the whole head must fit at least one longest header",
         )
+
+
+def _check_listeners(config: Config) -> None:
+    gateway = config.gateway
     if (gateway.tls_cert is None) != (gateway.tls_key is None):
         raise ConfigError("gateway.tls_cert", "give both tls_cert and tls_key, or neither")
     if not gateway.listen.is_loopback and gateway.tls_cert is None and not gateway.allow_remote:

@@ -175,11 +175,6 @@ class Gateway:
         # audited and logged under this request's id, route and method.
         request[TRACE_KEY] = trace
         try:
-            # aiohttp serves any HTTP/x.y request line as HTTP/1.1; RFC 9110 §15.6.6.
-            if request.version not in ((1, 0), (1, 1)):
-                raise GatewayError(
-                    505, "http-version-unsupported", "send HTTP/1.1 (or 1.0) to this port"
-                )
             if request.method != "POST" or route not in (*ROUTES, DETOKENIZE_ROUTE):
                 raise GatewayError(
                     404, "not-found", f"{request.method} {route[:200]} is not a route"

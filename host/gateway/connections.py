@@ -8,8 +8,10 @@ bytes in the operator's logs). This module makes them refusals like every other:
 - ``431 header-too-large``: a request line or header longer than ``gateway.max_header_bytes``;
 - ``431 too-many-headers``: more than ``gateway.max_header_count`` headers;
 - ``431 head-too-large``: a request line and headers over ``gateway.max_head_bytes`` in all
-  (aiohttp bounds each line and their count, not the total: 100 headers of 16 KiB held 1.6 MB
-  per unfinished head, 900 MB of a worker for 300 unauthenticated connections);
+  (aiohttp bounds each line and their count, not the total: 300 unauthenticated connections
+  holding unfinished heads of 99 headers of 16 KB took a worker from 54 to 967 MiB);
+- ``505 http-version-unsupported``: a request line of a version other than HTTP/1.0 and 1.1
+  that the parser let through (``HTTP/2.0``, ``HTTP/0.9``; aiohttp served them as HTTP/1.1);
 - ``400 bad-request``: anything else the HTTP parser refuses (not HTTP, TLS on a plain port,
   a bad method, a bad ``Content-Length``);
 - ``500 internal-error``: an exception the pipeline did not expect (a bug); the client gets no
@@ -27,7 +29,10 @@ Too many connections: past ``gateway.max_connections`` open connections on a wor
 is answered ``503 too-many-connections`` at once and closed, without reading a byte. That
 answer has no request id and no audit line (there is no request; a flood would otherwise write
 to the chain at the rate it connects): it is counted in ``haechi_connections_refused_total``
-and logged at most once a minute.
+and logged at most once a minute. With TLS a connection counts once its handshake is done
+(asyncio connects the protocol only then); handshakes are bounded by ``header_timeout_s``.
+:func:`ensure_file_limit` raises the worker's open-file limit so that the cap, not EMFILE,
+is what a flood meets.
 
 Slow and idle clients: a connection must complete each request head within
 ``gateway.header_timeout_s`` of opening (or of its TLS handshake starting) or of its previous
@@ -47,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import ssl
 import sys
 import traceback
@@ -63,12 +69,15 @@ from haechi.host.config import GatewaySection
 
 from .errors import GatewayError, error_body
 
-__all__ = ["TRACE_KEY", "PublicSite", "classify"]
+__all__ = ["TRACE_KEY", "PublicSite", "classify", "ensure_file_limit"]
 
 _log = logging.getLogger("haechi.gateway")
 
 # Where the pipeline leaves what it knows of a request (app._Trace: request_id, route, method).
 TRACE_KEY: web.RequestKey[Any] = web.RequestKey("haechi.trace", object)
+
+# Files a worker holds besides client and upstream connections: plugin pipes, audit, vault.
+_FILE_HEADROOM = 128
 
 # A refused connection is logged at most this often (seconds): a flood must not flood the log.
 _FULL_LOG_INTERVAL = 60.0
@@ -114,63 +123,89 @@ class HeadTooLarge(BadHttpMessage):
         super().__init__(f"the request head is over {limit} bytes")
 
 
-class _HeadBudget:
-    """aiohttp's request parser, bounding each request head's bytes in total.
+class VersionUnsupported(BadHttpMessage):
+    """A request line of an HTTP version other than 1.0 and 1.1 that the parser let through."""
 
-    A head the parser completed is measured from what it parsed (request line and header
-    lines); one it is still waiting for is every byte fed since the previous request's body
-    ended (or the connection began), so an unfinished head is refused as soon as it is over the
-    bound. Raising :class:`HeadTooLarge` from ``feed_data`` takes aiohttp's own path for parser
-    errors (an error message, then ``handle_error``).
+    def __init__(self) -> None:
+        super().__init__("HTTP version not supported")
+
+
+class _HeadGuard:
+    """aiohttp's request parser, with two checks on the heads it parses: their version and
+    their size in total (aiohttp bounds each line and the number of lines, never the sum).
+
+    A finished head is measured from what was parsed. An unfinished one is counted in bytes
+    fed: every read while the parser waits for a head, and after a read that ended a request,
+    an upper bound on what followed that request in the read (so a complete request and an
+    unfinished head in one read cannot hide the head). An unfinished head is refused as soon as
+    it passes the bound. Either check raises a ``BadHttpMessage`` from ``feed_data``, which
+    takes aiohttp's own path for parser errors: an error message, then ``handle_error``.
     """
 
     def __init__(self, parser: Any, limit: int) -> None:
         self._parser = parser
         self._limit = limit
-        self._pending = 0  # bytes of a head not yet complete
-        self._body: StreamReader | None = None
+        self._pending = 0  # an upper bound on the bytes of the head not yet complete
+        self._body: StreamReader | None = None  # the body of the last request parsed
         self._refused = False
 
     def feed_data(self, data: bytes) -> tuple[list[Any], bool, bytes]:
         if self._refused:  # answered already; the connection is closing
             return [], False, b""
-        in_head = self._body is None or self._body.is_eof()
+        body, fed_before = self._body, self._fed(self._body)
+        in_head = body is None or body.is_eof()
         messages, upgraded, tail = self._parser.feed_data(data)
+        for message, _ in messages:
+            if message.version not in ((1, 0), (1, 1)):
+                self._refuse(VersionUnsupported())
+            if _head_size(message) > self._limit:
+                self._refuse(HeadTooLarge(self._limit))
         if messages:
-            self._pending = 0
             self._body = messages[-1][1]
-            if any(_head_size(message) > self._limit for message, _ in messages):
-                self._refuse()
-        elif in_head:
-            # A chunk ending one body and starting the next head counts as body: an unfinished
-            # head may pass the bound by one read before it is refused, a finished one never.
+            if self._body is not body:
+                body, fed_before = self._body, 0
+        if not data:  # a parser resuming after a pause: no new bytes
+            return messages, upgraded, tail
+        if self._body is not None and not self._body.is_eof():
+            self._pending = 0  # a body is being received
+        elif messages or not in_head:
+            # This read ended a request; what follows it is the next head's start. Both
+            # bounds are upper bounds on it: the read less the last body's bytes in it, and the
+            # read after its last blank line (a head still unfinished has none).
+            after_body = len(data) - (self._fed(body) - fed_before)
+            after_blank_line = len(data) - (data.rfind(b"\r\n\r\n") + 4)
+            self._pending = max(0, min(after_body, after_blank_line))
+        else:
             self._pending += len(data)
-            if self._pending > self._limit:
-                self._refuse()
+        if self._pending > self._limit:
+            self._refuse(HeadTooLarge(self._limit))
         return messages, upgraded, tail
 
-    def _refuse(self) -> None:
+    @staticmethod
+    def _fed(body: StreamReader | None) -> int:
+        return 0 if body is None else body.total_bytes
+
+    def _refuse(self, error: BadHttpMessage) -> None:
         self._refused = True
-        raise HeadTooLarge(self._limit)
+        raise error
 
-    def message_consumed(self) -> None:
-        self._parser.message_consumed()
-
-    def set_upgraded(self, value: bool) -> None:
-        self._parser.set_upgraded(value)
-
-    def pause_reading(self) -> None:
-        self._parser.pause_reading()
+    def __getattr__(self, name: str) -> Any:
+        # Everything else aiohttp asks of its parser (message_consumed, pause_reading, ...)
+        # goes to the parser: a method a later aiohttp calls must not fail here.
+        return getattr(self._parser, name)
 
 
 def _head_size(message: RawRequestMessage) -> int:
     """The bytes of a parsed head: ``METHOD target HTTP/x.y``, each ``name: value`` line."""
-    line = len(message.method) + len(message.path) + len(" HTTP/1.1\r\n") + 1
+    target = len(message.path.encode("utf-8", "surrogateescape"))
+    line = len(message.method) + target + len(" HTTP/1.1\r\n") + 1
     return line + sum(len(name) + len(value) + 4 for name, value in message.raw_headers)
 
 
 def classify(status: int, exc: BaseException | None, limits: GatewaySection) -> GatewayError:
     """The refusal for an error aiohttp reports (``status`` is its choice, 400 or 500)."""
+    if isinstance(exc, VersionUnsupported):
+        return GatewayError(505, "http-version-unsupported", "send HTTP/1.1 (or 1.0) to this port")
     if isinstance(exc, HeadTooLarge):
         return GatewayError(
             431,
@@ -243,7 +278,7 @@ class _Connection(RequestHandler):
         self._admit = admit
         self._turned_away = False
         # aiohttp bounds each head line and their count; this bounds their sum.
-        self._parser = cast(Any, _HeadBudget(self._parser, limits.max_head_bytes))
+        self._parser = cast(Any, _HeadGuard(self._parser, limits.max_head_bytes))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Decided here, not when the protocol is made: asyncio makes the protocols of a whole
@@ -255,6 +290,10 @@ class _Connection(RequestHandler):
         self._turned_away = True
         cast(asyncio.Transport, transport).write(_FULL_ANSWER)
         transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._turned_away:  # a TLS connection may still deliver bytes while it closes
+            super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self._turned_away:  # a turned-away connection was never registered
@@ -385,3 +424,32 @@ class PublicSite(web.BaseSite):
                 "connection limit reached; refusing new connections",
                 extra={"max_connections": self._limits.max_connections},
             )
+
+
+def ensure_file_limit(limits: GatewaySection) -> int:
+    """Raise this process's soft open-file limit so that ``max_connections`` can be reached
+    (Go's runtime raises it at start the same way); return the soft limit in force.
+
+    The usual soft limit is 1024, under the default cap of 1000 connections plus the upstream
+    connections, plugin pipes and files a worker holds. At the limit asyncio's accept loop logs
+    EMFILE and stops accepting for a while, which is worse than the cap's clean 503; when the
+    hard limit is too low as well, the operator is told which setting to change.
+    """
+    wanted = limits.max_connections + limits.max_concurrency + _FILE_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        _log.warning(
+            "open-file limit below gateway.max_connections",
+            extra={
+                "open_file_limit": target,
+                "wanted": wanted,
+                "fix": "raise the hard limit (LimitNOFILE= in systemd, ulimit -Hn) or lower "
+                "gateway.max_connections",
+            },
+        )
+    return max(target, soft)

@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from .adapters import ROUTES
 from .app import UPSTREAM_KEY_SECRETS, Gateway
-from .connections import PublicSite
+from .connections import PublicSite, ensure_file_limit
 from .plugins import PluginEvent, PluginHost, PluginLoadError
 from .policy import load_policy
 
@@ -86,11 +86,12 @@ class Metrics:
         )
         self.connections_open = Gauge(
             "haechi_connections_open",
-            "Open client connections on the public listener",
+            "Client connections the public listener holds (one whose client left counts until "
+            "its request ends)",
             registry=self.registry,
         )
         self.connections_refused = Counter(
-            "haechi_connections_refused",
+            "haechi_connections_refused_total",
             "Client connections refused for gateway.max_connections",
             registry=self.registry,
         )
@@ -132,6 +133,7 @@ class Runtime:
     async def listen(self, *, admin: bool = True) -> tuple[int, int | None]:
         """Bind the public (SO_REUSEPORT) and, if asked, the admin listener; return ports."""
         gateway = self.config.gateway
+        ensure_file_limit(gateway)
         public = web.AppRunner(self.gateway.public_app(), access_log=None, shutdown_timeout=5)
         await public.setup()
         site = PublicSite(

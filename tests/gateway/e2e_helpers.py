@@ -358,13 +358,15 @@ def raw_http(
     return asyncio.run(go())
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout: float = 10.0, *, interval: float = 0.005
+) -> None:
     """Poll ``condition`` (a readiness wait, not a timing assertion)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
-        time.sleep(0.005)
+        time.sleep(interval)
 
 
 async def async_wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:

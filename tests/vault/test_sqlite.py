@@ -236,14 +236,14 @@ def test_processes_opening_a_fresh_vault_at_once_all_start(tmp_path: Path) -> No
     # cheap.
     children = [start(OPENER, []) for _ in range(6)]
     try:
-        for round in range(30):
-            path = tmp_path / f"vault{round}.db"
+        for turn in range(30):
+            path = tmp_path / f"vault{turn}.db"
             for child in children:
                 assert child.stdin is not None
                 child.stdin.write(f"{path}\n")
                 child.stdin.flush()
             answers = [child.stdout.readline().strip() for child in children]  # type: ignore[union-attr]
-            assert answers == ["ok"] * 6, f"round {round}: {answers}"
+            assert answers == ["ok"] * 6, f"round {turn}: {answers}"
             with SqliteVault(path) as vault:
                 assert vault.count() == 0 and vault.integrity_check() == "ok"
     finally:
