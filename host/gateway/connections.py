@@ -10,6 +10,8 @@ bytes in the operator's logs). This module makes them refusals like every other:
 - ``431 head-too-large``: a request line and headers over ``gateway.max_head_bytes`` in all
   (aiohttp bounds each line and their count, not the total: 300 unauthenticated connections
   holding unfinished heads of 99 headers of 16 KB took a worker from 54 to 967 MiB);
+- ``431 trailers-too-large``: a chunked body's framing and trailers over their allowance
+  (aiohttp holds trailers like header lines, bounded only per line and in number);
 - ``505 http-version-unsupported``: a request line of a version other than HTTP/1.0 and 1.1
   that the parser let through (``HTTP/2.0``, ``HTTP/0.9``; aiohttp served them as HTTP/1.1);
 - ``400 bad-request``: anything else the HTTP parser refuses (not HTTP, TLS on a plain port,
@@ -34,6 +36,10 @@ and logged at most once a minute. With TLS a connection counts once its handshak
 :func:`ensure_file_limit` raises the worker's open-file limit so that the cap, not EMFILE,
 is what a flood meets.
 
+A client that stops reading: a connection whose writes have waited for it for twice
+``gateway.client_timeout_s`` is aborted (a stream's own bound ends it first); a connection the
+client resets ends the body aiohttp was still waiting for, so it leaves at once.
+
 Slow and idle clients: a connection must complete each request head within
 ``gateway.header_timeout_s`` of opening (or of its TLS handshake starting) or of its previous
 answer, else it is closed. Trickling bytes does not extend the deadline (aiohttp's keep-alive
@@ -56,6 +62,7 @@ import resource
 import ssl
 import sys
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, cast
@@ -130,56 +137,99 @@ class VersionUnsupported(BadHttpMessage):
         super().__init__("HTTP version not supported")
 
 
-class _HeadGuard:
-    """aiohttp's request parser, with two checks on the heads it parses: their version and
-    their size in total (aiohttp bounds each line and the number of lines, never the sum).
+class TrailersTooLarge(BadHttpMessage):
+    """A chunked body whose framing and trailers are over their allowance."""
 
-    A finished head is measured from what was parsed. An unfinished one is counted in bytes
-    fed: every read while the parser waits for a head, and after a read that ended a request,
-    an upper bound on what followed that request in the read (so a complete request and an
-    unfinished head in one read cannot hide the head). An unfinished head is refused as soon as
-    it passes the bound. Either check raises a ``BadHttpMessage`` from ``feed_data``, which
-    takes aiohttp's own path for parser errors: an error message, then ``handle_error``.
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the chunk framing and trailers are over {limit} bytes")
+
+
+class _HeadGuard:
+    """aiohttp's request parser, with checks on what it holds outside bodies: each head's
+    version, and the bytes of heads and trailers in total (aiohttp bounds each line and the
+    number of lines, never their sum).
+
+    - A finished head is measured from what was parsed; heads parsed but not yet taken by a
+      handler (aiohttp queues up to 32 pipelined ones) count until they are taken.
+    - An unfinished head is counted in bytes fed: every read while the parser waits for a
+      head, and after a read that ended a request, an upper bound on what followed it in that
+      read (the read less what was parsed in it, and the read after its last blank line, which
+      a still-unfinished head cannot contain), so a request cannot hide the next head's start.
+    - A chunked body's bytes that do not reach the body (chunk framing, trailers, which aiohttp
+      holds like header lines) may total the bound plus a quarter of the body, up to four
+      times the bound: 50-byte chunks pass, a trailer section of a megabyte does not.
+
+    Each check raises a ``BadHttpMessage`` from ``feed_data``, which takes aiohttp's own path
+    for parser errors: an error message, then ``handle_error``.
     """
 
     def __init__(self, parser: Any, limit: int) -> None:
         self._parser = parser
         self._limit = limit
         self._pending = 0  # an upper bound on the bytes of the head not yet complete
+        self._queued: deque[int] = deque()  # sizes of heads parsed, not yet taken
         self._body: StreamReader | None = None  # the body of the last request parsed
+        self._chunked = False
+        self._framing = 0  # bytes of the chunked body's read that did not reach it
+        self._paused = False  # body flow control parked part of a read inside the parser
         self._refused = False
 
     def feed_data(self, data: bytes) -> tuple[list[Any], bool, bytes]:
         if self._refused:  # answered already; the connection is closing
             return [], False, b""
+        if not data:  # the parser resumes what it parked
+            self._paused = False
         body, fed_before = self._body, self._fed(self._body)
         in_head = body is None or body.is_eof()
+        carried = self._pending if in_head else 0  # the next head's bytes from earlier reads
         messages, upgraded, tail = self._parser.feed_data(data)
-        for message, _ in messages:
+        parsed = self._fed(body) - fed_before  # the open body's bytes in this read
+        for message, payload in messages:
             if message.version not in ((1, 0), (1, 1)):
                 self._refuse(VersionUnsupported())
-            if _head_size(message) > self._limit:
+            size = _head_size(message)
+            if size > self._limit:
                 self._refuse(HeadTooLarge(self._limit))
+            self._queued.append(size)
+            parsed += size + self._fed(payload)
         if messages:
-            self._body = messages[-1][1]
-            if self._body is not body:
-                body, fed_before = self._body, 0
-        if not data:  # a parser resuming after a pause: no new bytes
+            parsed -= min(carried, parsed)
+            self._body, self._chunked = messages[-1][1], messages[-1][0].chunked
+            self._framing = max(0, len(data) - parsed)  # after the last head and body bytes
+        elif body is not None and not in_head and data and not self._paused:
+            self._framing += len(data) - (self._fed(body) - fed_before)
+        allowance = self._limit + min(self._fed(self._body) // 4, 4 * self._limit)
+        if self._chunked and self._framing > allowance and not self._paused:
+            self._refuse(TrailersTooLarge(self._limit))
+        if not data:
             return messages, upgraded, tail
         if self._body is not None and not self._body.is_eof():
             self._pending = 0  # a body is being received
         elif messages or not in_head:
-            # This read ended a request; what follows it is the next head's start. Both
-            # bounds are upper bounds on it: the read less the last body's bytes in it, and the
-            # read after its last blank line (a head still unfinished has none).
-            after_body = len(data) - (self._fed(body) - fed_before)
+            after_parsed = len(data) - parsed
             after_blank_line = len(data) - (data.rfind(b"\r\n\r\n") + 4)
-            self._pending = max(0, min(after_body, after_blank_line))
+            self._pending = max(0, min(after_parsed, after_blank_line))
         else:
             self._pending += len(data)
-        if self._pending > self._limit:
+        if self._pending + sum(self._queued) > self._limit:
             self._refuse(HeadTooLarge(self._limit))
         return messages, upgraded, tail
+
+    def message_consumed(self) -> None:
+        if self._queued:  # aiohttp's own error messages are consumed too
+            self._queued.popleft()
+        self._parser.message_consumed()
+
+    def pause_reading(self) -> None:
+        self._paused = True
+        self._parser.pause_reading()
+
+    def end_body(self) -> None:
+        """The connection is gone: end a body still open, so nothing waits on it (aiohttp's
+        lingering read of an unread body held the connection, and a max_connections slot,
+        for 10 s after a client reset it)."""
+        if self._body is not None and not self._body.is_eof():
+            self._body.feed_eof()
 
     @staticmethod
     def _fed(body: StreamReader | None) -> int:
@@ -190,8 +240,8 @@ class _HeadGuard:
         raise error
 
     def __getattr__(self, name: str) -> Any:
-        # Everything else aiohttp asks of its parser (message_consumed, pause_reading, ...)
-        # goes to the parser: a method a later aiohttp calls must not fail here.
+        # Everything else aiohttp asks of its parser (set_upgraded, ...) goes to the parser: a
+        # method a later aiohttp calls must not fail here.
         return getattr(self._parser, name)
 
 
@@ -206,6 +256,14 @@ def classify(status: int, exc: BaseException | None, limits: GatewaySection) -> 
     """The refusal for an error aiohttp reports (``status`` is its choice, 400 or 500)."""
     if isinstance(exc, VersionUnsupported):
         return GatewayError(505, "http-version-unsupported", "send HTTP/1.1 (or 1.0) to this port")
+    if isinstance(exc, TrailersTooLarge):
+        return GatewayError(
+            431,
+            "trailers-too-large",
+            "a chunked body's framing and trailers are over their allowance "
+            f"({limits.max_head_bytes} bytes plus a quarter of the body); send the body with "
+            "Content-Length, in larger chunks, or with fewer trailers",
+        )
     if isinstance(exc, HeadTooLarge):
         return GatewayError(
             431,
@@ -277,6 +335,7 @@ class _Connection(RequestHandler):
         self._on_refusal = on_refusal
         self._admit = admit
         self._turned_away = False
+        self._stalled: asyncio.TimerHandle | None = None
         # aiohttp bounds each head line and their count; this bounds their sum.
         self._parser = cast(Any, _HeadGuard(self._parser, limits.max_head_bytes))
 
@@ -296,8 +355,30 @@ class _Connection(RequestHandler):
             super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        if not self._turned_away:  # a turned-away connection was never registered
-            super().connection_lost(exc)
+        if self._turned_away:  # never registered
+            return
+        guard = cast(_HeadGuard, self._parser)  # super() forgets it
+        super().connection_lost(exc)
+        guard.end_body()
+        if self._stalled is not None:
+            self._stalled.cancel()
+
+    def pause_writing(self) -> None:
+        # The client stopped reading: nothing else bounds how long an answer may wait for it
+        # (a client pipelining requests it never reads held its connection, and a
+        # max_connections slot, for good). Twice client_timeout_s: a stream's own bound in
+        # the pipeline (client_timeout_s) ends it first, with its audit reason.
+        super().pause_writing()
+        if self._stalled is None and self.transport is not None:
+            self._stalled = self._loop.call_later(
+                2 * self._limits.client_timeout_s, self.transport.abort
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """aiohttp's own error logs (e.g. draining a refused body) carry the exception's

@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -644,5 +645,50 @@ def test_a_burst_of_connections_past_the_cap_is_answered_503_and_closed(
         assert (answer.status, answer.code) == (503, "too-many-connections")
         assert answer.headers["connection"] == "close" and "retry-after" in answer.headers
         assert later == 404
+    finally:
+        capped.close()
+
+
+def _wait_for_no_connections(gw: E2EGateway, timeout: float) -> None:
+    wait_for(lambda: _connection_counts(gw)[0] == 0, timeout, interval=0.1)
+
+
+def test_a_client_that_never_reads_its_answers_is_cut_off(loop: LoopThread, tmp_path: Path) -> None:
+    """Thousands of pipelined requests whose answers the client never reads: the worker's
+    writes stall, and nothing bounded that; the connection (and its max_connections slot)
+    was held for good. client_timeout_s is 1: it is cut after 2 s of stalled writes."""
+    stalled = start_gateway(
+        loop, tmp_path / "stalled", settings={"gateway": {"client_timeout_s": 1}}
+    )
+    one = f"GET /{'r' * 200} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            sock.connect(("127.0.0.1", stalled.public_port))
+            sock.settimeout(5)  # the gateway stops reading once its writes stall
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                sock.sendall(one * 8000)
+            # Held open, never read: only the gateway can end it.
+            _wait_for_no_connections(stalled, 60)
+    finally:
+        stalled.close()
+
+
+def test_a_connection_the_client_reset_frees_its_slot_at_once(
+    loop: LoopThread, tmp_path: Path
+) -> None:
+    """A request head announcing a body, its 401, then a reset: aiohttp's lingering read of the
+    unread body kept the connection, and a max_connections slot, for 10 s; 100 such connections a
+    second kept 1000 slots full with no socket held on the client's side."""
+    capped = start_gateway(loop, tmp_path / "capped", settings={"gateway": {"max_connections": 5}})
+    try:
+        for _ in range(5):
+            sock = socket.socket()
+            sock.connect(("127.0.0.1", capped.public_port))
+            sock.sendall(head("Content-Length: 100").replace(b"Content-Length: 0\r\n", b""))
+            assert sock.recv(65536).startswith(b"HTTP/1.1 401")  # now aiohttp waits for the body
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # SO_LINGER 0: a reset
+        _wait_for_no_connections(capped, 5)  # half of aiohttp's lingering time
     finally:
         capped.close()
