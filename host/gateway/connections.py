@@ -31,8 +31,9 @@ Too many connections: past ``gateway.max_connections`` open connections on a wor
 is answered ``503 too-many-connections`` at once and closed, without reading a byte. That
 answer has no request id and no audit line (there is no request; a flood would otherwise write
 to the chain at the rate it connects): it is counted in ``haechi_connections_refused_total``
-and logged at most once a minute. With TLS a connection counts once its handshake is done
-(asyncio connects the protocol only then); handshakes are bounded by ``header_timeout_s``.
+and logged at most once a minute. With TLS a connection is admitted when it is accepted, before
+its handshake (a TLS client turned away sees a reset), and the handshake gets
+``header_timeout_s``.
 :func:`ensure_file_limit` raises the worker's open-file limit so that the cap, not EMFILE,
 is what a flood meets.
 
@@ -419,11 +420,64 @@ def _described(exc: BaseException | None) -> dict[str, Any]:
     return {"error": type(exc).__name__, "frames": "".join(traceback.format_tb(exc.__traceback__))}
 
 
+class _TlsHandshake(asyncio.Protocol):
+    """A TLS connection before its handshake: admitted under ``max_connections`` when it is
+    accepted, then upgraded with ``loop.start_tls`` and handed to its :class:`_Connection`.
+    A client that stalls its handshake is a slow head too: it gets ``header_timeout_s``."""
+
+    def __init__(
+        self,
+        site: PublicSite,
+        connection: Callable[[bool], _Connection],
+        admit: Callable[[], bool],
+        context: ssl.SSLContext,
+        timeout: float,
+    ) -> None:
+        self._site, self._connection, self._admit = site, connection, admit
+        self._context, self._timeout = context, timeout
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        plain = cast(asyncio.Transport, transport)
+        if not self._admit():  # no plain-text answer on a TLS port: the client sees a reset
+            plain.abort()
+            return
+        plain.pause_reading()  # the ClientHello waits for start_tls, which resumes reading
+        self._site._handshaking += 1
+        self._task = asyncio.get_running_loop().create_task(self._upgrade(plain))
+
+    async def _upgrade(self, plain: asyncio.Transport) -> None:
+        connection = self._connection(True)
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                plain,
+                connection,
+                self._context,
+                server_side=True,
+                ssl_handshake_timeout=self._timeout,
+            )
+        except (OSError, ssl.SSLError, TimeoutError):
+            plain.abort()  # a failed or abandoned handshake: nothing to answer
+            return
+        except asyncio.CancelledError:
+            plain.abort()
+            raise
+        finally:
+            self._site._handshaking -= 1
+        if secure is None:
+            plain.abort()
+            return
+        connection.connection_made(secure)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        pass  # the handshake task sees the loss in start_tls
+
+
 class PublicSite(web.BaseSite):
     """The public listener: ``SO_REUSEPORT`` (workers share the port), TLS when configured,
     and :class:`_Connection` protocols with the configured head limits and timeout."""
 
-    __slots__ = ("_full_logged_at", "_limits", "_on_full", "_on_refusal")
+    __slots__ = ("_full_logged_at", "_handshaking", "_limits", "_on_full", "_on_refusal")
 
     def __init__(
         self,
@@ -439,11 +493,12 @@ class PublicSite(web.BaseSite):
         self._on_refusal = on_refusal
         self._on_full = on_full  # called per connection refused for gateway.max_connections
         self._full_logged_at = -_FULL_LOG_INTERVAL
+        self._handshaking = 0  # TLS connections admitted, handshake not done
 
     @property
     def open_connections(self) -> int:
         manager = self._runner.server
-        return 0 if manager is None else len(manager.connections)
+        return self._handshaking + (0 if manager is None else len(manager.connections))
 
     @property
     def name(self) -> str:
@@ -464,18 +519,18 @@ class PublicSite(web.BaseSite):
         limits = self._limits
 
         def admit() -> bool:
-            if len(manager.connections) < limits.max_connections:
+            if self.open_connections < limits.max_connections:
                 return True
             self._refuse_connection(loop.time())
             return False
 
-        def connection() -> _Connection:
+        def connection(admitted: bool = False) -> _Connection:
             return _Connection(
                 manager,
                 loop=loop,
                 limits=limits,
                 on_refusal=self._on_refusal,
-                admit=admit,
+                admit=(lambda: True) if admitted else admit,
                 max_line_size=limits.max_header_bytes,
                 max_field_size=limits.max_header_bytes,
                 max_headers=limits.max_header_count,
@@ -486,13 +541,19 @@ class PublicSite(web.BaseSite):
                 auto_decompress=False,
             )
 
+        context = self._ssl_context
+        factory: Callable[[], asyncio.Protocol] = connection
+        if context is not None:
+            # Not create_server(ssl=...): asyncio connects that protocol only once the handshake
+            # is done, so handshakes escaped max_connections (4000 held 1.3 GiB). Admitted at
+            # accept instead, then upgraded here.
+            def factory() -> asyncio.Protocol:
+                return _TlsHandshake(self, connection, admit, context, limits.header_timeout_s)
+
         self._server = await loop.create_server(
-            connection,
+            factory,
             limits.listen.host,
             limits.listen.port,
-            ssl=self._ssl_context,
-            # A client that stalls its TLS handshake is a slow head too.
-            ssl_handshake_timeout=limits.header_timeout_s if self._ssl_context else None,
             backlog=self._backlog,
             reuse_port=True,
         )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 import ssl
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from cryptography import x509
@@ -79,3 +81,66 @@ def test_the_gateway_serves_https_with_the_configured_certificate(tmp_path: Path
         status, refused = asyncio.run(scenario())
     assert status == 200
     assert refused == "plain HTTP refused"
+
+
+def test_connections_still_in_their_handshake_count_toward_the_cap(tmp_path: Path) -> None:
+    """asyncio's TLS server connects a protocol only once its handshake is done, so
+    connections that never finish one were outside max_connections: an attack sweep held 4000
+    of them (1.3 GiB, a 256 KiB TLS buffer each) until the handshake timeout."""
+    cert, key = self_signed(tmp_path)
+    with stub_in_thread() as stub:
+        home = make_home(tmp_path / "gw", stub.url)
+        settings = f'[gateway]\ntls_cert = "{cert}"\ntls_key = "{key}"\nmax_connections = 3\n'
+        home.config.write_text(home.config.read_text().replace("[gateway]\n", settings, 1))
+        config = load_config(home.config, environ={})
+
+        async def scenario() -> tuple[tuple[str, str], int, int]:
+            runtime = await start_runtime(config)
+            port, _ = await runtime.listen()
+            try:
+                stalled = [await asyncio.open_connection("127.0.0.1", port) for _ in range(10)]
+                counts = await _counts_once_seen(runtime, 10)
+                context = ssl.create_default_context(cafile=str(cert))
+                url = f"https://localhost:{port}/v1/chat/completions"
+                body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+                headers = {"Authorization": f"Bearer {home.token}"}
+                async with aiohttp.ClientSession() as client:
+                    try:
+                        async with client.post(url, json=body, headers=headers, ssl=context) as r:
+                            while_full = r.status
+                    except aiohttp.ClientError:
+                        while_full = 0  # turned away before the handshake
+                    for _, writer in stalled:
+                        writer.close()
+                    await _counts_once_seen(runtime, 0, open_only=True)
+                    async with client.post(url, json=body, headers=headers, ssl=context) as r:
+                        after = r.status
+                return counts, while_full, after
+            finally:
+                await runtime.close()
+
+        counts, while_full, after = asyncio.run(scenario())
+    assert counts == ("3.0", "7.0")
+    assert while_full == 0
+    assert after == 200
+
+
+async def _counts_once_seen(
+    runtime: Any, total: int, *, open_only: bool = False
+) -> tuple[str, str]:
+    """(open, refused) from the worker's metrics, once they add up to ``total`` (or, with
+    ``open_only``, once open is ``total``)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        text = runtime.metrics.render().decode()
+        found = [
+            re.search(rf"(?m)^haechi_connections_{name} (\S+)$", text)
+            for name in ("open", "refused_total")
+        ]
+        assert all(found), text
+        opened, refused = found[0][1], found[1][1]  # type: ignore[index]
+        seen = float(opened) if open_only else float(opened) + float(refused)
+        if seen == total:
+            return opened, refused
+        assert asyncio.get_running_loop().time() < deadline, (opened, refused)
+        await asyncio.sleep(0.05)
