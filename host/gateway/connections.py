@@ -197,12 +197,18 @@ class _HeadGuard:
             parsed -= min(carried, parsed)
             self._body, self._chunked = messages[-1][1], messages[-1][0].chunked
             self._framing = max(0, len(data) - parsed)  # after the last head and body bytes
-        elif body is not None and not in_head and data and not self._paused:
+        elif body is not None and not in_head:
+            # Every feed, empty ones too: bytes the parser parked during a pause count here
+            # now and come off when a later feed delivers them to the body.
             self._framing += len(data) - (self._fed(body) - fed_before)
+        if messages or self._body is None or self._body.is_eof():
+            self._paused = False  # aiohttp may end a paused body without resuming the parser
         allowance = self._limit + min(self._fed(self._body) // 4, 4 * self._limit)
         if self._chunked and self._framing > allowance and not self._paused:
             self._refuse(TrailersTooLarge(self._limit))
         if not data:
+            if self._pending + sum(self._queued) > self._limit:
+                self._refuse(HeadTooLarge(self._limit))
             return messages, upgraded, tail
         if self._body is not None and not self._body.is_eof():
             self._pending = 0  # a body is being received
@@ -371,9 +377,22 @@ class _Connection(RequestHandler):
         # the pipeline (client_timeout_s) ends it first, with its audit reason.
         super().pause_writing()
         if self._stalled is None and self.transport is not None:
-            self._stalled = self._loop.call_later(
-                2 * self._limits.client_timeout_s, self.transport.abort
-            )
+            self._arm_stall(self.transport.get_write_buffer_size())
+
+    def _arm_stall(self, waiting: int) -> None:
+        self._stalled = self._loop.call_later(
+            2 * self._limits.client_timeout_s, self._check_stall, waiting
+        )
+
+    def _check_stall(self, waiting: int) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        now = transport.get_write_buffer_size()
+        if now < waiting:  # a slow reader, but a reader: give it another period
+            self._arm_stall(now)
+            return
+        transport.abort()
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -435,7 +454,6 @@ class _TlsHandshake(asyncio.Protocol):
     ) -> None:
         self._site, self._connection, self._admit = site, connection, admit
         self._context, self._timeout = context, timeout
-        self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         plain = cast(asyncio.Transport, transport)
@@ -443,8 +461,7 @@ class _TlsHandshake(asyncio.Protocol):
             plain.abort()
             return
         plain.pause_reading()  # the ClientHello waits for start_tls, which resumes reading
-        self._site._handshaking += 1
-        self._task = asyncio.get_running_loop().create_task(self._upgrade(plain))
+        self._site._track(asyncio.get_running_loop().create_task(self._upgrade(plain)))
 
     async def _upgrade(self, plain: asyncio.Transport) -> None:
         connection = self._connection(True)
@@ -462,10 +479,8 @@ class _TlsHandshake(asyncio.Protocol):
         except asyncio.CancelledError:
             plain.abort()
             raise
-        finally:
-            self._site._handshaking -= 1
-        if secure is None:
-            plain.abort()
+        if secure is None or self._site.stopping:  # stopped meanwhile: nothing serves it now
+            (secure or plain).abort()
             return
         connection.connection_made(secure)
 
@@ -477,7 +492,7 @@ class PublicSite(web.BaseSite):
     """The public listener: ``SO_REUSEPORT`` (workers share the port), TLS when configured,
     and :class:`_Connection` protocols with the configured head limits and timeout."""
 
-    __slots__ = ("_full_logged_at", "_handshaking", "_limits", "_on_full", "_on_refusal")
+    __slots__ = ("_full_logged_at", "_handshakes", "_limits", "_on_full", "_on_refusal", "stopping")
 
     def __init__(
         self,
@@ -493,12 +508,28 @@ class PublicSite(web.BaseSite):
         self._on_refusal = on_refusal
         self._on_full = on_full  # called per connection refused for gateway.max_connections
         self._full_logged_at = -_FULL_LOG_INTERVAL
-        self._handshaking = 0  # TLS connections admitted, handshake not done
+        self._handshakes: set[asyncio.Task[None]] = set()  # TLS connections admitted, not done
+        self.stopping = False
 
     @property
     def open_connections(self) -> int:
         manager = self._runner.server
-        return self._handshaking + (0 if manager is None else len(manager.connections))
+        return len(self._handshakes) + (0 if manager is None else len(manager.connections))
+
+    def _track(self, handshake: asyncio.Task[None]) -> None:
+        # Removed when done however it ends, cancelled before its first step included.
+        self._handshakes.add(handshake)
+        handshake.add_done_callback(self._handshakes.discard)
+
+    async def stop(self) -> None:
+        # aiohttp's shutdown closes the connections it knows; handshakes it never saw would go
+        # on for header_timeout_s and then be served by a stopped application.
+        self.stopping = True
+        handshakes = list(self._handshakes)
+        for handshake in handshakes:
+            handshake.cancel()
+        await asyncio.gather(*handshakes, return_exceptions=True)
+        await super().stop()
 
     @property
     def name(self) -> str:

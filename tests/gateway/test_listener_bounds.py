@@ -224,3 +224,44 @@ def test_a_hard_limit_too_low_for_max_connections_is_reported() -> None:
     in_force, soft, logged = _with_file_limit(512, 1024, 1000)
     assert (in_force, soft) == (1024, 1024)
     assert logged == ["open-file limit below gateway.max_connections"]
+
+
+def test_trailers_are_bounded_after_aiohttp_paused_a_body_it_never_resumed() -> None:
+    """aiohttp pauses the parser for a body of over 16384 chunks and, when the body ends in
+    the same read, never resumes it: the trailers check, skipped while paused, stayed off for
+    the rest of the connection. Fed through the connection, so aiohttp's own pause path runs."""
+    loop = asyncio.new_event_loop()
+
+    async def never(request: web.BaseRequest) -> web.StreamResponse:
+        raise AssertionError("no request is handled here")
+
+    async def make() -> _Connection:
+        limits = GatewaySection()
+        return _Connection(
+            web.Server(never),
+            loop=loop,
+            limits=limits,
+            on_refusal=None,  # type: ignore[arg-type]
+            admit=lambda: True,
+            max_line_size=limits.max_header_bytes,
+            max_field_size=limits.max_header_bytes,
+            max_headers=limits.max_header_count,
+            auto_decompress=False,
+        )
+
+    try:
+        connection = loop.run_until_complete(make())
+        head = b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        connection.data_received(head)
+        connection.data_received((b"1e\r\n" + b"x" * 30 + b"\r\n") * 16386 + b"0\r\n\r\n")
+        connection.data_received(head + b"2\r\nab\r\n0\r\n")
+        for i in range(95):
+            connection.data_received(b"X-T%d: " % i + b"t" * 16000 + b"\r\n")
+        refused = [
+            m
+            for m, _ in connection._messages
+            if isinstance(getattr(m, "exc", None), TrailersTooLarge)
+        ]
+        assert refused, "95 trailers of 16 KB were held"
+    finally:
+        loop.close()

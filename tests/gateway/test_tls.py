@@ -144,3 +144,36 @@ async def _counts_once_seen(
             return opened, refused
         assert asyncio.get_running_loop().time() < deadline, (opened, refused)
         await asyncio.sleep(0.05)
+
+
+def test_a_handshake_in_progress_is_ended_when_the_gateway_stops(tmp_path: Path) -> None:
+    """aiohttp's shutdown closes the connections it knows; a handshake it never saw went on
+    for header_timeout_s and was then served by the stopped application (a 500, unaudited)."""
+    cert, key = self_signed(tmp_path)
+    with stub_in_thread() as stub:
+        home = make_home(tmp_path / "gw", stub.url)
+        settings = f'[gateway]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+        home.config.write_text(home.config.read_text().replace("[gateway]\n", settings, 1))
+        config = load_config(home.config, environ={})
+
+        async def scenario() -> bytes:
+            runtime = await start_runtime(config)
+            port, _ = await runtime.listen()
+            closed = False
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                await _counts_once_seen(runtime, 1, open_only=True)
+                # Within 20 s: the handshake's own timeout (header_timeout_s) is 65 s.
+                await asyncio.wait_for(runtime.close(), 20)
+                closed = True
+                try:  # the gateway ends it: EOF or a reset, not a 65 s wait
+                    return await asyncio.wait_for(reader.read(), 20)
+                except ConnectionResetError:
+                    return b""
+                finally:
+                    writer.close()
+            finally:
+                if not closed:
+                    await runtime.close()
+
+        assert asyncio.run(scenario()) == b""
