@@ -29,28 +29,33 @@ from haechi.host.gateway.connections import (
 LIMIT = 8192
 
 
-@pytest.fixture
-def feed() -> Iterator[object]:
-    loop = asyncio.new_event_loop()
+def make_connection(loop: asyncio.AbstractEventLoop, limits: GatewaySection) -> _Connection:
+    """A public-listener connection as PublicSite makes it, with no socket behind it."""
 
     async def never(request: web.BaseRequest) -> web.StreamResponse:
         raise AssertionError("no request is handled here")
 
     async def make() -> _Connection:
-        limits = GatewaySection(max_head_bytes=LIMIT, max_header_bytes=2048, max_header_count=16)
         return _Connection(
             web.Server(never),
             loop=loop,
             limits=limits,
             on_refusal=None,  # type: ignore[arg-type]
             admit=lambda: True,
-            max_line_size=2048,
-            max_field_size=2048,
-            max_headers=16,
+            max_line_size=limits.max_header_bytes,
+            max_field_size=limits.max_header_bytes,
+            max_headers=limits.max_header_count,
             auto_decompress=False,
         )
 
-    connection = loop.run_until_complete(make())
+    return loop.run_until_complete(make())
+
+
+@pytest.fixture
+def feed() -> Iterator[object]:
+    loop = asyncio.new_event_loop()
+    limits = GatewaySection(max_head_bytes=LIMIT, max_header_bytes=2048, max_header_count=16)
+    connection = make_connection(loop, limits)
     parser = connection._parser
 
     def feed(*reads: bytes) -> int:
@@ -231,26 +236,8 @@ def test_trailers_are_bounded_after_aiohttp_paused_a_body_it_never_resumed() -> 
     the same read, never resumes it: the trailers check, skipped while paused, stayed off for
     the rest of the connection. Fed through the connection, so aiohttp's own pause path runs."""
     loop = asyncio.new_event_loop()
-
-    async def never(request: web.BaseRequest) -> web.StreamResponse:
-        raise AssertionError("no request is handled here")
-
-    async def make() -> _Connection:
-        limits = GatewaySection()
-        return _Connection(
-            web.Server(never),
-            loop=loop,
-            limits=limits,
-            on_refusal=None,  # type: ignore[arg-type]
-            admit=lambda: True,
-            max_line_size=limits.max_header_bytes,
-            max_field_size=limits.max_header_bytes,
-            max_headers=limits.max_header_count,
-            auto_decompress=False,
-        )
-
     try:
-        connection = loop.run_until_complete(make())
+        connection = make_connection(loop, GatewaySection())
         head = b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         connection.data_received(head)
         connection.data_received((b"1e\r\n" + b"x" * 30 + b"\r\n") * 16386 + b"0\r\n\r\n")

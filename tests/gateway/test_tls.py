@@ -47,6 +47,14 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def tls_home(tmp_path: Path, upstream: str, cert: Path, key: Path, extra: str = "") -> Any:
+    """A gateway home serving TLS with ``cert``/``key``, ``extra`` added to [gateway]."""
+    home = make_home(tmp_path / "gw", upstream)
+    settings = f'[gateway]\ntls_cert = "{cert}"\ntls_key = "{key}"\n{extra}'
+    home.config.write_text(home.config.read_text().replace("[gateway]\n", settings, 1))
+    return home, load_config(home.config, environ={})
+
+
 def test_the_gateway_serves_https_with_the_configured_certificate(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     with stub_in_thread() as stub:
@@ -89,10 +97,7 @@ def test_connections_still_in_their_handshake_count_toward_the_cap(tmp_path: Pat
     of them (1.3 GiB, a 256 KiB TLS buffer each) until the handshake timeout."""
     cert, key = self_signed(tmp_path)
     with stub_in_thread() as stub:
-        home = make_home(tmp_path / "gw", stub.url)
-        settings = f'[gateway]\ntls_cert = "{cert}"\ntls_key = "{key}"\nmax_connections = 3\n'
-        home.config.write_text(home.config.read_text().replace("[gateway]\n", settings, 1))
-        config = load_config(home.config, environ={})
+        home, config = tls_home(tmp_path, stub.url, cert, key, "max_connections = 3\n")
 
         async def scenario() -> tuple[tuple[str, str], int, int]:
             runtime = await start_runtime(config)
@@ -151,10 +156,7 @@ def test_a_handshake_in_progress_is_ended_when_the_gateway_stops(tmp_path: Path)
     for header_timeout_s and was then served by the stopped application (a 500, unaudited)."""
     cert, key = self_signed(tmp_path)
     with stub_in_thread() as stub:
-        home = make_home(tmp_path / "gw", stub.url)
-        settings = f'[gateway]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
-        home.config.write_text(home.config.read_text().replace("[gateway]\n", settings, 1))
-        config = load_config(home.config, environ={})
+        _, config = tls_home(tmp_path, stub.url, cert, key)
 
         async def scenario() -> bytes:
             runtime = await start_runtime(config)
