@@ -76,8 +76,8 @@ from .adapters.base import (
     optional_array,
     optional_object,
     optional_string,
-    part_type,
     required,
+    typed_items,
 )
 from .plugins import PluginHost
 from .policy import Policy, PolicyOutcome, decide
@@ -134,10 +134,8 @@ def _chat_message(message: Mapping[str, object], path: Path, out: Collector) -> 
     if content is None or isinstance(content, str):
         out.field(message, "content", path, ROLE)
     else:
-        for index, raw in enumerate(as_array(content, (*path, "content"))):
-            part_path: Path = (*path, "content", index)
-            part = as_object(raw, part_path)
-            kind = part_type(part, part_path)
+        content_path: Path = (*path, "content")
+        for part, kind, part_path in typed_items(as_array(content, content_path), content_path):
             if kind == "text":
                 out.required_field(part, "text", part_path, ROLE)
             elif kind == "refusal":
@@ -168,10 +166,7 @@ class OpenAIResponsesAnswer(AnswerAdapter):
 
     def walk(self, body: Mapping[str, object], out: Collector) -> None:
         output = as_array(required(body, "output", ROOT), ("output",))
-        for index, raw in enumerate(output):
-            path: Path = ("output", index)
-            item = as_object(raw, path)
-            kind = part_type(item, path)
+        for item, kind, path in typed_items(output, ("output",)):
             if kind == "message":
                 _output_parts(item, path, out)
             elif kind == "function_call":
@@ -185,10 +180,9 @@ class OpenAIResponsesAnswer(AnswerAdapter):
 
 
 def _output_parts(item: Mapping[str, object], path: Path, out: Collector) -> None:
-    for index, raw in enumerate(as_array(required(item, "content", path), (*path, "content"))):
-        part_path: Path = (*path, "content", index)
-        part = as_object(raw, part_path)
-        kind = part_type(part, part_path)
+    content_path: Path = (*path, "content")
+    content = as_array(required(item, "content", path), content_path)
+    for part, kind, part_path in typed_items(content, content_path):
         if kind == "output_text":
             _no_token_text(part, "logprobs", part_path)
             out.required_field(part, "text", part_path, ROLE)
@@ -201,10 +195,8 @@ def _output_parts(item: Mapping[str, object], path: Path, out: Collector) -> Non
 
 def _reasoning(item: Mapping[str, object], path: Path, out: Collector) -> None:
     for key in ("summary", "content"):
-        for index, raw in enumerate(optional_array(item, key, path) or ()):
-            part_path: Path = (*path, key, index)
-            part = as_object(raw, part_path)
-            kind = part_type(part, part_path)
+        parts = optional_array(item, key, path) or ()
+        for part, kind, part_path in typed_items(parts, (*path, key)):
             if kind in ("summary_text", "reasoning_text"):
                 out.required_field(part, "text", part_path, ROLE)
             else:
@@ -216,10 +208,7 @@ class AnthropicMessagesAnswer(AnswerAdapter):
 
     def walk(self, body: Mapping[str, object], out: Collector) -> None:
         content = as_array(required(body, "content", ROOT), ("content",))
-        for index, raw in enumerate(content):
-            path: Path = ("content", index)
-            block = as_object(raw, path)
-            kind = part_type(block, path)
+        for block, kind, path in typed_items(content, ("content",)):
             if kind == "text":
                 out.required_field(block, "text", path, ROLE)
                 _citations(block, path, out)

@@ -46,6 +46,7 @@ from .base import (
     optional_string,
     part_type,
     required,
+    typed_items,
 )
 
 __all__ = ["ANTHROPIC_MESSAGES", "AnthropicMessagesAdapter"]
@@ -74,10 +75,7 @@ def _system(body: Mapping[str, object], out: Collector) -> None:
     if isinstance(system, str):
         out.text(system, ("system",), "system")
         return
-    for index, raw in enumerate(as_array(system, ("system",))):
-        path: Path = ("system", index)
-        block = as_object(raw, path)
-        kind = part_type(block, path)
+    for block, kind, path in typed_items(as_array(system, ("system",)), ("system",)):
         if kind == "text":
             out.required_field(block, "text", path, "system")
         else:

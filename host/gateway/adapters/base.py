@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -222,6 +222,17 @@ def required(obj: Mapping[str, object], key: str, path: Path) -> object:
 def part_type(part: Mapping[str, object], path: Path) -> str:
     """The required ``type`` of a content part or input item."""
     return as_string(required(part, "type", path), (*path, "type"))
+
+
+def typed_items(
+    items: Sequence[object], path: Path
+) -> Iterator[tuple[Mapping[str, object], str, Path]]:
+    """Each item of an array of typed objects (``path`` is the array's): the item, its
+    required ``type`` and its own path, refusing the first item that is not one."""
+    for index, raw in enumerate(items):
+        item_path: Path = (*path, index)
+        item = as_object(raw, item_path)
+        yield item, part_type(item, item_path), item_path
 
 
 class _Unparseable:

@@ -37,8 +37,8 @@ from .base import (
     optional_array,
     optional_object,
     optional_string,
-    part_type,
     required,
+    typed_items,
 )
 
 __all__ = ["OPENAI_CHAT", "OpenAIChatAdapter"]
@@ -70,10 +70,7 @@ def _content(message: Mapping[str, object], path: Path, role: str | None, out: C
     if isinstance(content, str):
         out.text(content, path, role)
         return
-    for index, raw in enumerate(as_array(content, path)):
-        part_path: Path = (*path, index)
-        part = as_object(raw, part_path)
-        kind = part_type(part, part_path)
+    for part, kind, part_path in typed_items(as_array(content, path), path):
         if kind == "text":
             out.required_field(part, "text", part_path, role)
         elif kind == "refusal":
