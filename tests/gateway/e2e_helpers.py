@@ -22,12 +22,13 @@ import secrets
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 import tomli_w
 from aiohttp import web
 from haechi.host.config import Config, load_config
@@ -356,6 +357,18 @@ def raw_http(
         return Reply(int(status_line.split(" ")[1]), parsed, payload)
 
     return asyncio.run(go())
+
+
+def running_gateway(
+    loop: LoopThread, factory: pytest.TempPathFactory, name: str, **kwargs: Any
+) -> Iterator[E2EGateway]:
+    """For a module fixture: a gateway (``start_gateway(**kwargs)``) in a fresh directory
+    ``name``, closed when the fixture ends."""
+    gateway = start_gateway(loop, factory.mktemp(name), **kwargs)
+    try:
+        yield gateway
+    finally:
+        gateway.close()
 
 
 def wait_for(

@@ -35,6 +35,7 @@ from .e2e_helpers import (
     LoopThread,
     http,
     new_request_id,
+    running_gateway,
     start_gateway,
     wait_for,
 )
@@ -49,23 +50,13 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.close()
-
-
-@pytest.fixture(scope="module")
 def gw(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EGateway]:
-    gateway = start_gateway(
+    yield from running_gateway(
         loop,
-        tmp_path_factory.mktemp("connections"),
+        tmp_path_factory,
+        "connections",
         settings={"gateway": LIMITS, "rate_limit": {"requests_per_minute": 60000, "burst": 1000}},
     )
-    try:
-        yield gateway
-    finally:
-        gateway.close()
 
 
 class Answer:

@@ -38,6 +38,7 @@ from .e2e_helpers import (
     new_request_id,
     raw_http,
     request_async,
+    running_gateway,
     sse_events,
     start_gateway,
     wait_for,
@@ -88,26 +89,9 @@ def user_text(received: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.close()
-
-
-def _gateway(
-    loop: LoopThread, factory: pytest.TempPathFactory, name: str, **kwargs: Any
-) -> Iterator[E2EGateway]:
-    gateway = start_gateway(loop, factory.mktemp(name), **kwargs)
-    try:
-        yield gateway
-    finally:
-        gateway.close()
-
-
-@pytest.fixture(scope="module")
 def gw(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EGateway]:
     """Enforce mode with every action configured; small body limit and upstream timeout."""
-    yield from _gateway(
+    yield from running_gateway(
         loop,
         tmp_path_factory,
         "main",
@@ -127,7 +111,7 @@ def gw(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
 @pytest.fixture(scope="module")
 def limited(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EGateway]:
     """max_concurrency=1; the Anthropic upstream is a closed port."""
-    yield from _gateway(
+    yield from running_gateway(
         loop,
         tmp_path_factory,
         "limited",
@@ -139,7 +123,7 @@ def limited(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.fixture(scope="module")
 def throttled(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EGateway]:
     """A burst of 3 and one request a minute after it."""
-    yield from _gateway(
+    yield from running_gateway(
         loop,
         tmp_path_factory,
         "throttled",
@@ -154,7 +138,7 @@ def _mode_gateway(
     policy: dict[str, object],
     environ: dict[str, str] | None = None,
 ) -> Iterator[E2EGateway]:
-    yield from _gateway(
+    yield from running_gateway(
         loop,
         factory,
         name,

@@ -39,8 +39,8 @@ from .e2e_helpers import (
     LoopThread,
     Reply,
     new_request_id,
+    running_gateway,
     sse_events,
-    start_gateway,
 )
 
 EMAIL = "jane.doe@example.com"
@@ -200,17 +200,10 @@ def setup() -> Iterator[Setup]:
 def _gateway(
     setup: Setup, factory: pytest.TempPathFactory, name: str, **kwargs: Any
 ) -> Iterator[E2EGateway]:
-    gateway = start_gateway(
-        setup.loop,
-        factory.mktemp(name),
-        openai_url=setup.url,
-        anthropic_url=setup.url,
-        **kwargs,
+    """A gateway whose upstream is this module's answering stub."""
+    return running_gateway(
+        setup.loop, factory, name, openai_url=setup.url, anthropic_url=setup.url, **kwargs
     )
-    try:
-        yield gateway
-    finally:
-        gateway.close()
 
 
 @pytest.fixture(scope="module")
